@@ -1,0 +1,1 @@
+"""dlnlab: train diagonal linear networks and hold them against the saddle-to-saddle theory."""

@@ -1,0 +1,139 @@
+"""Regression data (X, y): synthetic generators, files, the worked example, and the DataModule.
+
+Every source returns float64 numpy arrays X (n × d, rows are samples) and y (n,), checked by
+`check_xy` before any training starts.
+"""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from dlnlab.errors import ConfigError
+
+
+def check_xy(X, y, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """X as an (n, d) and y as an (n,) finite float64 array, or one ConfigError naming the problem."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: X and y must be numeric arrays ({e})") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if X.ndim != 2 or y.ndim != 1:
+        raise ConfigError(f"{source}: X must be 2-D (n × d) and y 1-D (n,), got shapes {X.shape} and {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise ConfigError(f"{source}: X has {X.shape[0]} rows but y has {y.shape[0]} entries: they must match")
+    if X.size == 0:
+        raise ConfigError(f"{source}: the data is empty (X has shape {X.shape})")
+    for name, a in (("X", X), ("y", y)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ConfigError(f"{source}: {name} has {int(bad.sum())} NaN/inf value(s), the first at index {where}: "
+                              "remove or impute them")
+    return X, y
+
+
+def synthetic(n: int = 20, d: int = 40, k: int = 3, noise: float = 0.0, features: str = "gaussian",
+              rho: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features (iid, or correlated with Σ_ij = rho^|i−j|), y = X β* + noise·ε.
+
+    β* has k non-zero coordinates at random positions, each ±U[0.5, 1.5], so the support
+    is visible above the noise.
+    """
+    for name, v in (("n", n), ("d", d)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name}={v!r} must be a positive integer")
+    if not 0 <= k <= d:
+        raise ConfigError(f"k={k!r} (non-zeros of the ground truth) must be between 0 and d={d}")
+    if not noise >= 0:
+        raise ConfigError(f"noise={noise!r} must be ≥ 0 (the standard deviation of the label noise)")
+    if features not in ("gaussian", "correlated"):
+        raise ConfigError(f"features={features!r} is unknown: use 'gaussian' or 'correlated'")
+    if not -1 < rho < 1:
+        raise ConfigError(f"rho={rho!r} must lie in (−1, 1) (the correlation of neighbouring features)")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if features == "correlated":
+        cov = rho ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
+        X = X @ np.linalg.cholesky(cov).T
+    beta_star = np.zeros(d)
+    support = rng.choice(d, size=k, replace=False)
+    beta_star[support] = rng.choice([-1.0, 1.0], size=k) * rng.uniform(0.5, 1.5, size=k)
+    y = X @ beta_star + noise * rng.standard_normal(n)
+    return X, y
+
+
+def worked_example() -> tuple[np.ndarray, np.ndarray]:
+    """The public worked example of PAPER.md §3: jump times 2, 8, 552/49; coordinate 1 deactivates."""
+    X = np.array([[1.0, 0.5, 0.7, 0.0], [0.5, 1.0, 0.1, 0.7]])
+    y = np.array([1.0, 0.0])
+    return X, y
+
+
+def load(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """X and y from a .npz file (arrays `X` and `y`) or a .csv file (last column y, optional header)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"path={str(path)!r}: no such file (give data.path=/path/to/data.npz or .csv)")
+    if p.suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as f:
+                missing = {"X", "y"} - set(f.files)
+                if missing:
+                    raise ConfigError(f"path={str(path)!r}: the .npz has arrays {sorted(f.files)}, "
+                                      f"missing {sorted(missing)}: save it with np.savez(path, X=X, y=y)")
+                X, y = f["X"], f["y"]
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"path={str(path)!r} is not a readable .npz file ({e})") from None
+    elif p.suffix == ".csv":
+        try:
+            table = np.genfromtxt(p, delimiter=",", dtype=np.float64)
+        except ValueError as e:
+            raise ConfigError(f"path={str(path)!r}: not a rectangular numeric CSV ({e})") from None
+        table = np.atleast_2d(table)
+        if table.size and np.isnan(table[0]).all():  # a header line
+            table = table[1:]
+        if table.ndim != 2 or table.shape[1] < 2 or table.shape[0] == 0:
+            raise ConfigError(f"path={str(path)!r}: a CSV needs at least one row and two columns (features, then y)")
+        X, y = table[:, :-1], table[:, -1]
+    else:
+        raise ConfigError(f"path={str(path)!r}: unknown file type {p.suffix!r}: use .npz (arrays X, y) or .csv")
+    return check_xy(X, y, source=f"data file {str(path)!r}")
+
+
+class _Ticks(IterableDataset):
+    """An endless stream of placeholders: each one asks the task for its next block of steps."""
+
+    def __iter__(self):
+        while True:
+            yield 0
+
+
+class RegressionData(pl.LightningDataModule):
+    """Holds X and y as tensors; the task moves them to its device once and samples batches there.
+
+    Its dataloader carries no data, only ticks: one per `training_step`, which then runs many
+    optimiser steps on the device-resident X and y (DESIGN.md, "Task").
+    """
+
+    def __init__(self, X, y, source: str = "data"):
+        super().__init__()
+        X, y = check_xy(X, y, source)
+        self.X = torch.from_numpy(X)
+        self.y = torch.from_numpy(y)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[1]
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Ticks(), batch_size=None)

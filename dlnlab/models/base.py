@@ -1,0 +1,81 @@
+"""The interface every diagonal network shares (DESIGN.md, "Model").
+
+A model is an `nn.Module` whose `beta()` is the effective linear predictor, so that the
+network's output is `X @ beta()` and its loss is L(beta) (PAPER.md §1). Models that also
+give their clock `time_scale()` (T_alpha) and their dual variable `dual()` (s, PAPER.md §2)
+are compared against the theory with no further work.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlnlab.errors import ConfigError
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def init_shape(shape, d: int, seed: int = 0) -> np.ndarray:
+    """The initialisation shape a (alpha_i = alpha * a_i, PAPER.md §2), as a positive vector.
+
+    `shape` is "uniform" (all ones), "random" (uniform on [0.5, 1.5], from `seed`), or an
+    explicit sequence of d positive numbers.
+    """
+    if isinstance(shape, str):
+        if shape == "uniform":
+            return np.ones(d)
+        if shape == "random":
+            return np.random.default_rng(seed).uniform(0.5, 1.5, size=d)
+        raise ConfigError(f"shape={shape!r} is unknown: use 'uniform', 'random' or a list of {d} positive numbers")
+    if not isinstance(shape, Sequence):
+        raise ConfigError(f"shape={shape!r} is neither a name nor a list: use 'uniform', 'random' or a list")
+    a = np.asarray(list(shape), dtype=float)
+    if a.shape != (d,) or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ConfigError(f"shape={list(shape)!r} must be {d} finite positive numbers, one per coordinate (d={d})")
+    return a
+
+
+def check_alpha(alpha) -> float:
+    """alpha as a float in (0, 1): the theory is about alpha -> 0, and log(1/alpha) must be > 0."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1 or math.isnan(alpha):
+        raise ConfigError(f"alpha={alpha!r} must be a number in (0, 1), the initialisation scale (e.g. alpha=1e-10)")
+    return float(alpha)
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype={dtype!r} is unknown: use 'float64' (default) or 'float32'")
+    return DTYPES[dtype]
+
+
+class DiagonalNetwork(nn.Module):
+    """Base class: a linear predictor beta() built from parameters; forward is X @ beta().
+
+    Subclasses implement `beta()`; for the theory overlay also `time_scale()` and `dual()`.
+    `param_grads` turns the data gradient g = grad L(beta) into parameter gradients by the
+    chain rule; the default uses autograd (a vector-Jacobian product), so any user model
+    trains, and the built-in models override it with their closed forms for speed.
+    """
+
+    def beta(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return X @ self.beta()
+
+    def time_scale(self) -> float:
+        """The clock T_alpha: accelerated time t = tau / T_alpha (PAPER.md §2)."""
+        raise NotImplementedError(f"{type(self).__name__} has no clock: define time_scale() to use run.t_max")
+
+    def dual(self) -> torch.Tensor:
+        """The dual variable s = -int_0^t grad L(beta(r)) dr, computed from the parameters."""
+        raise NotImplementedError(f"{type(self).__name__} has no dual(): the theory overlay needs one")
+
+    def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
+        """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta)."""
+        params = [p for p in self.parameters()]
+        with torch.enable_grad():
+            return list(torch.autograd.grad(self.beta(), params, grad_outputs=grad_beta))

@@ -1,0 +1,150 @@
+"""train(cfg) -> summary: build data, model and task from a composed config, fit, write summary.json.
+
+`dlnlab-train` is the Hydra entry point; `train` is usable with a config from Hydra's compose API.
+"""
+
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dlnlab import config
+from dlnlab.callbacks import AcceleratedTimeProgressBar
+from dlnlab.data import RegressionData
+from dlnlab.errors import ConfigError
+from dlnlab.task import DiagonalTask
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
+SMALL_PROBLEM = 1_000_000  # n·d below which one thread beats two (DESIGN.md)
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's advertising tip and the warning about our deliberate optimiser-free task."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡"))
+    warnings.filterwarnings("ignore", message=".*configure_optimizers` returned `None`")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+
+
+def build(node: DictConfig, key: str, **kwargs):
+    """Instantiate a config node; a ConfigError inside comes out naming the config key."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise ConfigError(f"{key}.{e.__cause__}") from None
+        raise
+
+
+def check_run(cfg: DictConfig, n: int) -> None:
+    """Range checks the schema's types cannot express; each names the key, the value and the fix."""
+    optim, run = cfg.optim, cfg.run
+    if optim.method not in ("gd", "sgd"):
+        raise ConfigError(f"optim.method={optim.method!r} is unknown: use optim=gd or optim=sgd")
+    if not (math.isfinite(optim.lr) and optim.lr > 0):
+        raise ConfigError(f"optim.lr={optim.lr!r} must be a positive step size (e.g. optim.lr=1e-2)")
+    if optim.method == "sgd" and not (optim.batch_size is not None and 1 <= optim.batch_size <= n):
+        raise ConfigError(f"optim.batch_size={optim.batch_size!r} must be between 1 and n={n} for SGD")
+    if optim.method == "gd" and optim.batch_size is not None:
+        raise ConfigError(f"optim.batch_size={optim.batch_size!r} is for SGD: use optim=sgd, or drop it for GD")
+    if not (math.isfinite(run.t_max) and run.t_max > 0):
+        raise ConfigError(f"run.t_max={run.t_max!r} must be a positive accelerated time (e.g. run.t_max=10)")
+    if run.steps_per_call < 1:
+        raise ConfigError(f"run.steps_per_call={run.steps_per_call!r} must be ≥ 1")
+    if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
+        raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    if cfg.run.output_dir is None:
+        raise ConfigError("run.output_dir is not set: outside dlnlab-train, pass run.output_dir=<folder>")
+    return Path(cfg.run.output_dir)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...)."""
+    _quiet_lightning()
+    out = output_dir(cfg)
+    data = RegressionData(*build(cfg.data, "data"), source="data")
+    model = build(cfg.model, "model", d=data.d)
+    check_run(cfg, data.n)
+    torch.set_num_threads(cfg.run.num_threads or (1 if data.n * data.d < SMALL_PROBLEM else torch.get_num_threads()))
+
+    lr = cfg.optim.lr
+    steps = math.ceil(cfg.run.t_max * model.time_scale() / lr)
+    if cfg.trainer.max_steps > 0:
+        steps = min(steps, cfg.trainer.max_steps)
+    task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
+                        steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(AcceleratedTimeProgressBar())
+    logger = instantiate(cfg.logger, save_dir=str(out)) if cfg.logger else False
+    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
+                         devices=cfg.trainer.devices, enable_progress_bar=cfg.trainer.enable_progress_bar,
+                         logger=logger, callbacks=callbacks, default_root_dir=str(out),
+                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
+
+    start = time.perf_counter()
+    try:
+        trainer.fit(task, datamodule=data)
+    finally:
+        summary = summarize(trainer, task, cfg, wall_time_s=time.perf_counter() - start)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_time_s: float) -> dict:
+    """The contract scripts rely on: summary.json (DESIGN.md, "Callbacks")."""
+    if task.status == "running":
+        task.status = "interrupted" if trainer.interrupted or trainer.global_step < trainer.max_steps else "completed"
+    steps = trainer.global_step
+    return {
+        "status": task.status,
+        "steps": steps,
+        "t_reached": task.accelerated_time(steps),
+        "final_loss": task.loss(),
+        "beta": task.model.beta().detach().cpu().tolist(),
+        "dual": task.model.dual().cpu().tolist(),
+        "alpha": task.model.alpha,
+        "lr": task.lr,
+        "time_scale": task.model.time_scale(),
+        "n": task.n,
+        "d": task.X.shape[1],
+        "wall_time_s": wall_time_s,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        summary = train(cfg)
+    except ConfigError as e:
+        print(f"dlnlab-train: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{summary['status']}: {summary['steps']} steps to t = {summary['t_reached']:.4g}, "
+          f"final loss {summary['final_loss']:.3e} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
+
+
+def cli() -> None:
+    config.register()
+    main()
+
+
+if __name__ == "__main__":
+    cli()
