@@ -4,6 +4,7 @@ Every source returns float64 numpy arrays X (n × d, rows are samples) and y (n,
 `check_xy` before any training starts.
 """
 
+import zipfile
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -33,8 +34,8 @@ def check_xy(X, y, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
         bad = ~np.isfinite(a)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ConfigError(f"{source}: {name} has {int(bad.sum())} NaN/inf value(s), the first at index {where}: "
-                              "remove or impute them")
+            raise ConfigError(f"{source}: {name} has {int(bad.sum())} NaN, inf or non-numeric value(s), the first at "
+                              f"index {where}: remove or impute them")
     return X, y
 
 
@@ -78,32 +79,31 @@ def worked_example() -> tuple[np.ndarray, np.ndarray]:
 def load(path: str) -> tuple[np.ndarray, np.ndarray]:
     """X and y from a .npz file (arrays `X` and `y`) or a .csv file (last column y, optional header)."""
     p = Path(path).expanduser()
+    where = f"path={str(path)!r}"
     if not p.is_file():
-        raise ConfigError(f"path={str(path)!r}: no such file (give data.path=/path/to/data.npz or .csv)")
+        raise ConfigError(f"{where}: no such file (give data.path=/path/to/data.npz or .csv)")
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as f:
-                missing = {"X", "y"} - set(f.files)
-                if missing:
-                    raise ConfigError(f"path={str(path)!r}: the .npz has arrays {sorted(f.files)}, "
-                                      f"missing {sorted(missing)}: save it with np.savez(path, X=X, y=y)")
-                X, y = f["X"], f["y"]
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"path={str(path)!r} is not a readable .npz file ({e})") from None
+        if not zipfile.is_zipfile(p):
+            raise ConfigError(f"{where} is not a .npz archive: save one with np.savez(path, X=X, y=y)")
+        with np.load(p, allow_pickle=False) as f:
+            missing = {"X", "y"} - set(f.files)
+            if missing:
+                raise ConfigError(f"{where}: the .npz holds arrays {sorted(f.files)}, not {sorted(missing)}: "
+                                  "save it with np.savez(path, X=X, y=y)")
+            X, y = f["X"], f["y"]
     elif p.suffix == ".csv":
         try:
-            table = np.genfromtxt(p, delimiter=",", dtype=np.float64)
+            table = np.genfromtxt(p, delimiter=",", dtype=np.float64, ndmin=2)
         except ValueError as e:
-            raise ConfigError(f"path={str(path)!r}: not a rectangular numeric CSV ({e})") from None
-        table = np.atleast_2d(table)
+            raise ConfigError(f"{where}: not a rectangular CSV ({e})") from None
         if table.size and np.isnan(table[0]).all():  # a header line
             table = table[1:]
         if table.ndim != 2 or table.shape[1] < 2 or table.shape[0] == 0:
-            raise ConfigError(f"path={str(path)!r}: a CSV needs at least one row and two columns (features, then y)")
+            raise ConfigError(f"{where}: a CSV needs at least one row and two columns (features, then y)")
         X, y = table[:, :-1], table[:, -1]
     else:
-        raise ConfigError(f"path={str(path)!r}: unknown file type {p.suffix!r}: use .npz (arrays X, y) or .csv")
-    return check_xy(X, y, source=f"data file {str(path)!r}")
+        raise ConfigError(f"{where}: unknown file type {p.suffix!r}: use .npz (arrays X, y) or .csv (last column y)")
+    return check_xy(X, y, source=where)
 
 
 class _Ticks(IterableDataset):

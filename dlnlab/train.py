@@ -77,8 +77,11 @@ def output_dir(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> dict:
     """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...)."""
     _quiet_lightning()
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=<value>")
     out = output_dir(cfg)
-    data = RegressionData(*build(cfg.data, "data"), source="data")
+    data = RegressionData(*build(cfg.data, "data"))
     model = build(cfg.model, "model", d=data.d)
     check_run(cfg, data.n)
     torch.set_num_threads(cfg.run.num_threads or (1 if data.n * data.d < SMALL_PROBLEM else torch.get_num_threads()))
@@ -119,7 +122,7 @@ def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_tim
         "t_reached": task.accelerated_time(steps),
         "final_loss": task.loss(),
         "beta": task.model.beta().detach().cpu().tolist(),
-        "dual": task.model.dual().cpu().tolist(),
+        "dual": None if (dual := task.model.dual()) is None else dual.cpu().tolist(),
         "alpha": task.model.alpha,
         "lr": task.lr,
         "time_scale": task.model.time_scale(),

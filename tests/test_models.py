@@ -50,7 +50,7 @@ def test_dual_is_minus_the_integrated_gradient(name, shape):
     for u ⊙ v, u + v is multiplied by exactly 1 − lr·g, and log(1 − x) = −x − x²/2 − ...
     """
     X, y = worked_example()
-    alpha = 1e-30 if name in ("uv", "depth2") else 0.05
+    alpha = {"uv": 1e-30, "depth2": 1e-30, "depth3": 0.05, "depth4": 0.1}[name]
     model = MODELS[name](4, alpha, shape=shape, shape_seed=3)
     lr = 1e-2 if name in ("uv", "depth2") else 2e-3
     steps = math.ceil(5.0 * model.time_scale() / lr)

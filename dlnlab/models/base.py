@@ -67,12 +67,15 @@ class DiagonalNetwork(nn.Module):
         return X @ self.beta()
 
     def time_scale(self) -> float:
-        """The clock T_alpha: accelerated time t = tau / T_alpha (PAPER.md §2)."""
-        raise NotImplementedError(f"{type(self).__name__} has no clock: define time_scale() to use run.t_max")
+        """The clock T_alpha: accelerated time t = tau / T_alpha (PAPER.md §2).
 
-    def dual(self) -> torch.Tensor:
-        """The dual variable s = -int_0^t grad L(beta(r)) dr, computed from the parameters."""
-        raise NotImplementedError(f"{type(self).__name__} has no dual(): the theory overlay needs one")
+        A model without a known clock runs on gradient-flow time itself (T = 1, t = tau).
+        """
+        return 1.0
+
+    def dual(self) -> torch.Tensor | None:
+        """The dual variable s = -int_0^t grad L(beta(r)) dr from the parameters; None if unknown."""
+        return None
 
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
         """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta)."""

@@ -1,0 +1,84 @@
+"""The training task: step counting, GD = SGD at batch n, autograd models, the loss record, divergence."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback
+from omegaconf import OmegaConf
+
+from dlnlab.data import synthetic
+from dlnlab.train import train
+from tests.conftest import compose_cfg
+
+
+def test_run_reaches_t_max_in_the_computed_number_of_steps(run):
+    s = run("model.alpha=1e-6", "run.t_max=0.5", "optim.lr=0.01", "run.steps_per_call=77")
+    assert s["status"] == "completed"
+    assert s["steps"] == math.ceil(0.5 * math.log(1e6) / 0.01)
+    assert s["t_reached"] == pytest.approx(0.5, abs=0.01 / math.log(1e6))
+
+
+def test_trainer_max_steps_caps_the_run(run):
+    s = run("trainer.max_steps=123")
+    assert s["steps"] == 123 and s["status"] == "completed"
+
+
+class LossRecord(Callback):
+    """Collects the task's per-step loss record, as every callback reads it."""
+
+    blocks: list = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        assert pl_module.first_step + len(pl_module.step_losses) == trainer.global_step
+        LossRecord.blocks.append(pl_module.step_losses.clone())
+
+
+def test_gd_matches_a_hand_written_loop_and_records_every_loss(run):
+    """The task's loss record is L(beta_k) at every step k, and its beta is plain GD's."""
+    LossRecord.blocks = []
+    s = run("trainer.max_steps=500", "run.t_max=1000", "run.steps_per_call=64", "~logger", "callbacks=none",
+            "+callbacks.record._target_=tests.test_task.LossRecord", "data.n=8", "data.d=5", "model.alpha=0.3",
+            "optim.lr=0.05")
+    record = torch.cat(LossRecord.blocks).numpy()
+    X, y = synthetic(n=8, d=5, k=3, seed=0)
+    u, v = np.full(5, math.sqrt(2) * 0.3), np.zeros(5)
+    expected = []
+    for _ in range(500):
+        r = X @ (u * v) - y
+        expected.append(r @ r / 16)
+        g = X.T @ r / 8
+        u, v = u - 0.05 * g * v, v - 0.05 * g * u
+    np.testing.assert_allclose(record, expected, rtol=1e-12)
+    np.testing.assert_allclose(s["beta"], u * v, rtol=1e-12)
+
+
+def test_sgd_with_batch_n_is_gd(run):
+    """Each SGD batch of size n is a permutation of all samples: the same gradient, summed in another order."""
+    gd = run("data.n=12", "trainer.max_steps=2000", "model.alpha=1e-3")
+    sgd = run("data.n=12", "trainer.max_steps=2000", "model.alpha=1e-3", "optim=sgd", "optim.batch_size=12")
+    np.testing.assert_allclose(sgd["beta"], gd["beta"], rtol=1e-10, atol=1e-14)
+
+
+def test_sgd_is_reproducible_by_seed(run):
+    args = ("data.n=12", "trainer.max_steps=3000", "optim=sgd", "optim.batch_size=3", "model.alpha=1e-3")
+    a, b, c = run(*args), run(*args), run(*args, "run.seed=1")
+    assert a["beta"] == b["beta"]
+    assert a["beta"] != c["beta"]
+
+
+def test_user_model_trains_through_autograd_like_the_closed_form(tmp_path):
+    """A model given only beta() trains through autograd, step for step like the closed-form gradient."""
+    args = ("trainer.enable_progress_bar=false", "trainer.max_steps=1500", "run.t_max=1000", "~logger")
+    closed = train(compose_cfg(*args, f"run.output_dir={tmp_path / 'closed'}", "model.alpha=1e-2"))
+    cfg = compose_cfg(*args, f"run.output_dir={tmp_path / 'auto'}")
+    cfg.model = OmegaConf.create({"_target_": "tests.test_models.AutogradUV", "alpha": 1e-2})
+    auto = train(cfg)
+    np.testing.assert_allclose(auto["beta"], closed["beta"], rtol=1e-12)
+
+
+def test_diverging_step_size_stops_with_status_diverged(run):
+    s = run("optim.lr=2", "model.alpha=0.5", "run.t_max=1e4", "run.steps_per_call=100")
+    assert s["status"] == "diverged"
+    assert s["steps"] < 1e4 * math.log(2) / 2
