@@ -86,13 +86,13 @@ class TrainConfig:
 
 
 def register() -> None:
-    """Put the schemas where the YAML defaults lists find them."""
+    """Put the schemas where the YAML defaults lists find them (`- /<name>@_here_`), outside the groups."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="optim", name="optim_schema", node=OptimConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
-    cs.store(group="data", name="file_schema", node=FileDataConfig)
-    cs.store(group="data", name="fixture_schema", node=FixtureDataConfig)
-    cs.store(group="model", name="uv_schema", node=UVModelConfig)
-    cs.store(group="model", name="symmetric_schema", node=SymmetricModelConfig)
+    cs.store(name="optim_schema", node=OptimConfig)
+    cs.store(name="trainer_schema", node=TrainerConfig)
+    cs.store(name="data_synthetic_schema", node=SyntheticDataConfig)
+    cs.store(name="data_file_schema", node=FileDataConfig)
+    cs.store(name="data_fixture_schema", node=FixtureDataConfig)
+    cs.store(name="model_uv_schema", node=UVModelConfig)
+    cs.store(name="model_symmetric_schema", node=SymmetricModelConfig)

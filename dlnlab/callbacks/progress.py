@@ -12,9 +12,13 @@ class AcceleratedTimeProgressBar(TQDMProgressBar):
         self.train_progress_bar.total = trainer.max_steps
         self.train_progress_bar.set_description("steps")
 
+    def get_metrics(self, trainer, pl_module) -> dict:
+        if not len(pl_module.step_losses):
+            return {}
+        return {"t": f"{pl_module.accelerated_time(trainer.global_step):.3f}",
+                "loss": f"{float(pl_module.step_losses[-1]):.3e}"}
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
         if self.is_enabled:  # once per block of steps: cheap next to the block itself
-            _update_n(self.train_progress_bar, step)
-            self.train_progress_bar.set_postfix(t=f"{pl_module.accelerated_time(step):.3f}",
-                                                loss=f"{float(pl_module.step_losses[-1]):.3e}")
+            _update_n(self.train_progress_bar, trainer.global_step)
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
