@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlnlab import config
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.data import RegressionData
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 from dlnlab.task import DiagonalTask
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 from dlnlab.train import CONF_DIR
 from tests.conftest import compose_cfg
 

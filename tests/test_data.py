@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dlnlab.data import check_xy, load, synthetic, worked_example
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 
 
 def test_synthetic_is_a_sparse_linear_model():

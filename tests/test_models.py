@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dlnlab.data import synthetic, worked_example
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 from dlnlab.models import DiagonalNetwork, SymmetricNetwork, UVNetwork
 
 MODELS = {

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from dlnlab.errors import ConfigError
+from dlnlab.checks import ConfigError
 from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
 
 
