@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlnlab.checks import check_xy
-from dlnlab.theory.face import FaceSolver
+from dlnlab.theory.face import FaceSolver, GeneralPositionWarning
 
 
 @dataclass
@@ -98,6 +98,9 @@ def saddle_path(X, y, tol: float = 1e-9, max_iter: int | None = None) -> SaddleP
         delta[~free] = np.inf
         step = delta.min()
         hits = np.flatnonzero(delta <= step * (1 + 1e-12))
+        if len(hits) > 1:
+            warnings.warn(f"coordinates {hits.tolist()} reach ±1 together at t = {t + step:.6g}: the data are not in "
+                          "general position (duplicated or collinear columns?)", GeneralPositionWarning, stacklevel=2)
         s += step * velocity
         t += step
         s[hits] = np.sign(velocity[hits])  # saturated: exactly ±1, tracked by sigma from here on
