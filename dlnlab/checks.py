@@ -1,10 +1,23 @@
 """Input checks shared by training and theory: one clear error naming the value and the fix."""
 
+import sys
+from contextlib import contextmanager
+
 import numpy as np
 
 
 class ConfigError(ValueError):
     """Bad configuration or data, detected before any training work is done."""
+
+
+@contextmanager
+def exit_on_config_error(program: str):
+    """For console scripts: a ConfigError becomes one line on stderr and exit status 2, no traceback."""
+    try:
+        yield
+    except ConfigError as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def check_xy(X, y, source: str = "data") -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@
 import json
 import logging
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlnlab import config
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.data import RegressionData
-from dlnlab.checks import ConfigError
+from dlnlab.checks import ConfigError, exit_on_config_error
 from dlnlab.task import DiagonalTask
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
@@ -38,7 +37,10 @@ def _quiet_lightning() -> None:
 
 
 def build(node: DictConfig, key: str, **kwargs):
-    """Instantiate a config node; a ConfigError inside comes out naming the config key."""
+    """Instantiate a config node; a missing value or a ConfigError inside comes out naming the key."""
+    missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. data.path
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=<value>")
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -77,9 +79,6 @@ def output_dir(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> dict:
     """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...)."""
     _quiet_lightning()
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=<value>")
     out = output_dir(cfg)
     data = RegressionData(*build(cfg.data, "data"))
     model = build(cfg.model, "model", d=data.d)
@@ -135,11 +134,8 @@ def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_tim
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_config_error("dlnlab-train"):
         summary = train(cfg)
-    except ConfigError as e:
-        print(f"dlnlab-train: error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"{summary['status']}: {summary['steps']} steps to t = {summary['t_reached']:.4g}, "
           f"final loss {summary['final_loss']:.3e} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
 

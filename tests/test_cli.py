@@ -67,3 +67,17 @@ def test_bad_override_is_one_clear_message_and_no_run(tmp_path, override, messag
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("outputs/runs/*/summary.json"))
+
+
+@pytest.mark.slow
+def test_saddles_command_prints_and_writes_the_table(tmp_path):
+    script = Path(sys.executable).parent / "dlnlab-saddles"
+    proc = subprocess.run([str(script), "data=fixture"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "-0" in proc.stdout.splitlines()[3]  # k = 2: coordinate 0 leaves
+    (out,) = tmp_path.glob("outputs/saddles/*/saddles.json")
+    table = json.loads(out.read_text())
+    assert [row["t"] for row in table["saddles"]] == pytest.approx([0, 2, 8, 552 / 49])
+    assert [row["leaving"] for row in table["saddles"]] == [[], [], [0], []]
+    bad = subprocess.run([str(script), "data=file"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "data.path has no value" in bad.stderr

@@ -58,6 +58,13 @@ class SaddlePath:
     def supports(self) -> list[list[int]]:
         return [np.flatnonzero(b).tolist() for b in self.betas]
 
+    def table(self) -> list[dict]:
+        """One row per saddle: k, t, loss, support, entering, leaving, beta, dual (JSON-ready)."""
+        return [{"k": k, "t": float(t), "loss": float(loss), "support": support, "entering": entering,
+                 "leaving": leaving, "beta": beta.tolist(), "dual": dual.tolist()}
+                for k, (t, loss, support, entering, leaving, beta, dual) in enumerate(zip(
+                    self.times, self.losses, self.supports(), self.entering, self.leaving, self.betas, self.duals))]
+
     def jump_levels(self, floor: float = 1e-6) -> np.ndarray:
         """Loss levels that mark jump k: the geometric midpoint of L(β_{k−1}) and L(β_k), the
         latter floored at `floor`·L(β_{k−1}) so that a jump to an interpolator has a finite level.
