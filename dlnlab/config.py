@@ -17,6 +17,7 @@ class RunConfig:
     t_max: float = MISSING  # train until this accelerated time t = tau / T_alpha
     seed: int = MISSING  # SGD's mini-batch sampling
     steps_per_call: int = MISSING  # optimiser steps per Lightning training_step
+    record_every_t: float = MISSING  # the task records β and s this often (accelerated time) for callbacks
     num_threads: Optional[int] = None  # torch CPU threads; None: 1 for small problems, else all
     output_dir: Optional[str] = None  # where to write when not started by Hydra's main (compose API)
 

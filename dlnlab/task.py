@@ -19,11 +19,13 @@ class DiagonalTask(pl.LightningModule):
     of the n samples, cut into batches of `batch_size`, the remainder dropped) with a constant step.
 
     `step_losses[j]` is the full-data loss L(β) at global step `first_step + j`, before that
-    step's update. A non-finite loss stops the run with `status = "diverged"`.
+    step's update. Every `record_every` steps (and at the first step of a run) β and the dual s
+    are recorded too: `record_steps[i]`, `record_betas[i]`, `record_duals[i]` (None for a model
+    without a dual). A non-finite loss stops the run with `status = "diverged"`.
     """
 
     def __init__(self, model: DiagonalNetwork, X: torch.Tensor, y: torch.Tensor, lr: float,
-                 batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0):
+                 batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -37,6 +39,10 @@ class DiagonalTask(pl.LightningModule):
         self.status = "running"
         self.step_losses = torch.empty(0, dtype=dtype)
         self.first_step = 0
+        self.record_every = record_every
+        self.record_steps: list[int] = []
+        self.record_betas = torch.empty(0, dtype=dtype)
+        self.record_duals: torch.Tensor | None = None
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
         self._perm: torch.Tensor | None = None
@@ -79,9 +85,16 @@ class DiagonalTask(pl.LightningModule):
         X, y, model, lr = self.X, self.y, self.model, self.lr
         params = list(model.parameters())
         losses = torch.empty(k, dtype=X.dtype, device=X.device)
+        first = self.trainer.global_step
+        record_steps, betas, duals = [], [], []
         with torch.no_grad():
             for j in range(k):
-                r = X @ model.beta() - y
+                beta = model.beta()
+                if (first + j) % self.record_every == 0:
+                    record_steps.append(first + j)
+                    betas.append(beta.clone())
+                    duals.append(model.dual())
+                r = X @ beta - y
                 losses[j] = r.dot(r)
                 if self.batch_size is None:
                     g = X.T @ r / self.n
@@ -91,8 +104,11 @@ class DiagonalTask(pl.LightningModule):
                 for p, dp in zip(params, model.param_grads(g)):
                     p.sub_(dp, alpha=lr)
         losses /= 2 * self.n
-        self.first_step = self.trainer.global_step
+        self.first_step = first
         self.step_losses = losses
+        self.record_steps = record_steps
+        self.record_betas = torch.stack(betas) if betas else losses.new_empty((0, X.shape[1]))
+        self.record_duals = torch.stack(duals) if duals and duals[0] is not None else None
         _count_optimizer_steps(self.trainer, k)
         if not math.isfinite(float(losses[-1])):
             self.status = "diverged"

@@ -64,6 +64,8 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"run.t_max={run.t_max!r} must be a positive accelerated time (e.g. run.t_max=10)")
     if run.steps_per_call < 1:
         raise ConfigError(f"run.steps_per_call={run.steps_per_call!r} must be ≥ 1")
+    if not run.record_every_t > 0:
+        raise ConfigError(f"run.record_every_t={run.record_every_t!r} must be a positive accelerated time")
     if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
 
@@ -90,7 +92,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.trainer.max_steps > 0:
         steps = min(steps, cfg.trainer.max_steps)
     task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
-                        steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed)
+                        steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed,
+                        record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)))
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
@@ -105,6 +108,9 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(task, datamodule=data)
     finally:
         summary = summarize(trainer, task, cfg, wall_time_s=time.perf_counter() - start)
+        for callback in callbacks:  # callbacks add their findings (plateaus, saddles) to the summary
+            if hasattr(callback, "summary"):
+                summary.update(callback.summary())
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -77,6 +77,14 @@ class DiagonalNetwork(nn.Module):
         """The dual variable s = -int_0^t grad L(beta(r)) dr from the parameters; None if unknown."""
         return None
 
+    def has_clock(self) -> bool:
+        """Whether the model defines its own clock (so accelerated time, and the limit, mean something)."""
+        return type(self).time_scale is not DiagonalNetwork.time_scale
+
+    def mirror_map(self):
+        """The theory's β(s) for this model (dlnlab.theory.MirrorMap), for the exact finite-α flow; None if unknown."""
+        return None
+
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
         """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta)."""
         params = [p for p in self.parameters()]

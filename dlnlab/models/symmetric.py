@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from dlnlab.checks import ConfigError
+from dlnlab.theory.flow import MirrorMap
 from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
 
 
@@ -30,6 +31,7 @@ class SymmetricNetwork(DiagonalNetwork):
         a = torch.as_tensor(init_shape(shape, d, shape_seed), dtype=check_dtype(dtype))
         self.w_plus = nn.Parameter(self.alpha * a)
         self.w_minus = nn.Parameter(self.alpha * a)
+        self.register_buffer("shape", a)
         if not math.isfinite(self.time_scale()):
             raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock alpha^-(L-2): use a larger alpha "
                               "(depth ≥ 3 converges polynomially in alpha, so alpha=1e-3 is already small)")
@@ -51,6 +53,9 @@ class SymmetricNetwork(DiagonalNetwork):
         if L == 2:
             return (torch.log(wp) - torch.log(wm)) / (2 * math.log(1 / self.alpha))
         return ((wm / self.alpha) ** (2 - L) - (wp / self.alpha) ** (2 - L)) / 2
+
+    def mirror_map(self) -> MirrorMap:
+        return MirrorMap(math.log(self.alpha), depth=self.depth, shape=self.shape.cpu().numpy())
 
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
         L = self.depth

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from dlnlab.theory.flow import MirrorMap
 from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
 
 
@@ -35,6 +36,9 @@ class UVNetwork(DiagonalNetwork):
         u, v, u0 = self.u.detach(), self.v.detach(), self.u0
         theta = torch.where(v >= 0, torch.log(u + v) - torch.log(u0), torch.log(u0) - torch.log(u - v))
         return theta / self.time_scale()
+
+    def mirror_map(self) -> MirrorMap:
+        return MirrorMap(math.log(self.alpha), depth=None, shape=(self.u0 / (math.sqrt(2) * self.alpha)).cpu().numpy())
 
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
         return [grad_beta * self.v, grad_beta * self.u]

@@ -67,14 +67,22 @@ class Flow:
     losses: np.ndarray
     levels: np.ndarray
     crossings: np.ndarray
+    mirror: MirrorMap
+    dense: object = None  # s(t) on [0, times[-1]] when asked for with dense=True
+
+    def at(self, t) -> tuple[np.ndarray, np.ndarray]:
+        """(β(t), s(t)) anywhere on the horizon, from the solver's dense output."""
+        s = self.dense(np.asarray(t, dtype=float)).T
+        return self.mirror.beta(s), s
 
 
 def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, levels=(),
-         rtol: float = 1e-10, atol: float = 1e-12) -> Flow:
+         rtol: float = 1e-10, atol: float = 1e-12, dense: bool = False) -> Flow:
     """Integrate the finite-α gradient flow from s = 0 and report it at accelerated `times`.
 
     `levels`: loss levels whose first crossing times are located (e.g. `SaddlePath.jump_levels()`,
     which gives the flow's own jump times). The loss decreases along the flow, so each is crossed once.
+    `dense=True` keeps the solver's interpolant: `Flow.at(t)` then evaluates anywhere on the horizon.
     """
     X, y = check_xy(X, y, source="flow")
     n, d = X.shape
@@ -98,14 +106,14 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
     events = [_crossing(mirror, loss, level) for level in levels]
     with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overshoot; the solver rejects them
         sol = solve_ivp(rhs, (0.0, times[-1]), np.zeros(d), method="Radau", t_eval=times, jac=jac, rtol=rtol,
-                        atol=atol, events=events or None)
+                        atol=atol, events=events or None, dense_output=dense)
     if sol.status < 0:
         raise RuntimeError(f"the flow integration failed: {sol.message}")
     duals = sol.y.T
     betas = mirror.beta(duals)
     crossings = np.array([e[0] if len(e) else np.nan for e in sol.t_events]) if events else np.zeros(0)
     return Flow(times=times, betas=betas, duals=duals, losses=np.array([loss(b) for b in betas]), levels=levels,
-                crossings=crossings)
+                crossings=crossings, mirror=mirror, dense=sol.sol)
 
 
 def _crossing(mirror: MirrorMap, loss, level: float):

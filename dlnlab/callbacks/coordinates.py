@@ -1,0 +1,97 @@
+"""Active coordinates: which |β_i| are above a threshold, when that set changes, and their values."""
+
+import lightning.pytorch as pl
+import numpy as np
+
+from dlnlab.callbacks.scalars import schedule
+from dlnlab.callbacks.tensorboard import add_scalars, writer
+
+
+class ActiveCoordinates(pl.Callback):
+    """At the task's recorded steps: the active set {i : |β_i| > threshold}, a text event at each change
+    ("t = 2.876, step 6612: +5 → {3, 5}"), and on a schedule (every `every_t` of accelerated time and
+    whenever log(loss) moved by `loss_rtol`) the scalars `train/beta/i` and `train/dual/i` of the tracked
+    coordinates (every coordinate ever active, at most `max_coords`), `active/count`, and the scalars of
+    any reference (the theory overlay) at the same steps; a histogram of β every `hist_every_t`.
+    The logged values are kept in `history` for the figures drawn at the end.
+    """
+
+    def __init__(self, threshold: float = 1e-2, max_coords: int = 20, every_t: float = 0.05,
+                 loss_rtol: float = 0.05, hist_every_t: float = 1.0):
+        self.threshold, self.max_coords = threshold, max_coords
+        self.every_t, self.loss_rtol, self.hist_every_t = every_t, loss_rtol, hist_every_t
+        self.active: list[int] = []
+        self.tracked: list[int] = []
+        self.events: list[dict] = []
+        self.history: dict[str, list] = {"step": [], "t": [], "loss": [], "beta": [], "dual": []}
+        self.references: list = []  # objects with scalars(t, tracked) -> dict, e.g. the theory overlay
+        self._last: tuple[int, float] | None = None
+        self._last_hist = -np.inf
+
+    def track(self, coordinates) -> None:
+        """Log these coordinates from now on too (the theory callback seeds the ones the limit activates)."""
+        for i in coordinates:
+            if i not in self.tracked and len(self.tracked) < self.max_coords:
+                self.tracked.append(int(i))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        steps = np.asarray(pl_module.record_steps)
+        if not len(steps):
+            return
+        steps_per_t = pl_module.model.time_scale() / pl_module.lr
+        betas = pl_module.record_betas.cpu().numpy()
+        duals = None if pl_module.record_duals is None else pl_module.record_duals.cpu().numpy()
+        losses = pl_module.step_losses.cpu().numpy()[steps - pl_module.first_step]
+        changed = np.zeros(len(steps), dtype=bool)
+        for j, step in enumerate(steps):
+            active = np.flatnonzero(np.abs(betas[j]) > self.threshold).tolist()
+            if active != self.active:
+                changed[j] = True
+                self._event(trainer, int(step), step / steps_per_t, active)
+        logged = set(schedule(steps, losses, steps_per_t, self.every_t, self.loss_rtol, self._last).tolist())
+        logged |= set(np.flatnonzero(changed).tolist())
+        self._last = (int(steps[-1]), float(losses[-1]))
+        tb = writer(trainer)
+        for j in sorted(logged):
+            self._log(tb, int(steps[j]), steps[j] / steps_per_t, float(losses[j]), betas[j],
+                      None if duals is None else duals[j])
+        if (tb is not None and steps[-1] / steps_per_t - self._last_hist >= self.hist_every_t
+                and np.isfinite(betas[-1]).all()):
+            self._last_hist = steps[-1] / steps_per_t
+            tb.add_histogram("train/beta", betas[-1], int(steps[-1]))
+
+    def _event(self, trainer, step: int, t: float, active: list[int]) -> None:
+        entering = sorted(set(active) - set(self.active))
+        leaving = sorted(set(self.active) - set(active))
+        self.active = active
+        self.track(entering)
+        self.events.append({"step": step, "t": t, "entering": entering, "leaving": leaving, "active": active})
+        tb = writer(trainer)
+        if tb is not None:
+            change = " ".join([f"+{i}" for i in entering] + [f"−{i}" for i in leaving])
+            tb.add_text("events/active", f"t = {t:.4g}, step {step}: {change} → {{{', '.join(map(str, active))}}}", step)
+
+    def _log(self, tb, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None) -> None:
+        tracked = list(self.tracked)
+        values = {"active/count": len(self.active)}
+        values.update({f"train/beta/{i}": beta[i] for i in tracked})
+        if dual is not None:
+            values.update({f"train/dual/{i}": dual[i] for i in tracked})
+        for reference in self.references:
+            values.update(reference.scalars(t, tracked))
+        if tb is not None:
+            add_scalars(tb, values, step)
+        for key, value in (("step", step), ("t", t), ("loss", loss), ("beta", beta[tracked]),
+                           ("dual", None if dual is None else dual[tracked])):
+            self.history[key].append(value)
+
+    def summary(self) -> dict:
+        return {"active_events": self.events}
+
+    def state_dict(self) -> dict:
+        return {"active": self.active, "tracked": self.tracked, "events": self.events, "last": self._last,
+                "last_hist": self._last_hist}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.active, self.tracked, self.events = state_dict["active"], state_dict["tracked"], state_dict["events"]
+        self._last, self._last_hist = state_dict["last"], state_dict["last_hist"]

@@ -1,0 +1,208 @@
+"""Online plateau detection on the per-step loss record, in accelerated time.
+
+A plateau is a stretch of accelerated time over which every sliding window of length `window_t` sees
+the loss vary by at most `rtol` relative (plus `atol`·L(0), so that the approach to a zero loss also
+ends on a plateau): it starts with the first such window and ends with the first window that is not.
+A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is reduced to the minimum and maximum over bins of `window_t / bins` (vectorised over each
+block of steps), so detection costs a few operations per bin, whatever the number of steps. A
+compressed trace of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump
+its empirical time: where the loss first crosses the geometric midpoint of the two plateau levels.
+"""
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import lightning.pytorch as pl
+import numpy as np
+
+from dlnlab.callbacks.scalars import schedule
+from dlnlab.callbacks.tensorboard import writer
+
+JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it (see SaddlePath.jump_levels)
+
+
+@dataclass
+class Plateau:
+    start_step: int
+    start_t: float
+    level: float  # the loss at the recorded step nearest the plateau's middle (at detection: its window's)
+    end_step: int | None = None  # None while the plateau lasts (or if the run ends on it)
+    end_t: float | None = None
+    jump_step: int | None = None  # the jump into this plateau (None for the first)
+    jump_t: float | None = None
+    beta: list[float] | None = None  # β at the last recorded step on the plateau
+    support: list[int] = field(default_factory=list)
+
+
+def midpoint(before: float, after: float, floor: float = JUMP_FLOOR) -> float:
+    """The loss level that marks the jump between plateaus at `before` and `after`."""
+    return float(np.sqrt(before * max(after, floor * before)))
+
+
+class PlateauDetector:
+    """Feed it blocks of per-step losses with `update`; it keeps the list of plateaus."""
+
+    def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10, bins: int = 8,
+                 trace_resolution: float = 1e-3):
+        if not (window_t > 0 and rtol > 0 and atol >= 0 and bins >= 1 and trace_resolution > 0):
+            raise ValueError(f"plateau detector: window_t={window_t}, rtol={rtol}, bins={bins} and "
+                             f"trace_resolution={trace_resolution} must be > 0, atol={atol} ≥ 0")
+        self.window_t, self.rtol, self.atol, self.bins, self.trace_resolution = window_t, rtol, atol, bins, \
+            trace_resolution
+        self.plateaus: list[Plateau] = []
+        self.in_plateau = False
+        self.loss0: float | None = None
+        self._window: deque = deque(maxlen=bins)  # complete bins: (first step, min, max)
+        self._partial: tuple | None = None  # the bin still filling: (bin id, first step, min, max)
+        self._trace_steps: list[int] = []
+        self._trace_losses: list[float] = []
+        self._last: tuple[int, float] | None = None
+
+    def _tolerance(self, level: float) -> float:
+        return self.rtol * level + self.atol * self.loss0
+
+    def update(self, first_step: int, losses: np.ndarray, steps_per_t: float) -> list[tuple[str, Plateau]]:
+        """Process the losses of steps first_step, first_step + 1, ...; return ("start" | "end", plateau) events."""
+        if not len(losses):
+            return []
+        if self.loss0 is None:
+            self.loss0 = float(losses[0])
+        self._extend_trace(first_step, losses)
+        width = max(1, round(self.window_t / self.bins * steps_per_t))
+        ids = (first_step + np.arange(len(losses))) // width
+        cuts = np.flatnonzero(np.diff(ids)) + 1
+        starts = np.concatenate([[0], cuts])
+        lows, highs = np.minimum.reduceat(losses, starts), np.maximum.reduceat(losses, starts)
+        segments = [(int(ids[a]), first_step + int(a), float(lo), float(hi)) for a, lo, hi in zip(starts, lows, highs)]
+        if self._partial is not None and self._partial[0] == segments[0][0]:
+            _, step, lo, hi = self._partial
+            segments[0] = (segments[0][0], step, min(lo, segments[0][2]), max(hi, segments[0][3]))
+        elif self._partial is not None:
+            segments.insert(0, self._partial)
+        self._partial = segments.pop()
+        events = []
+        for _, step, lo, hi in segments:
+            events += self._on_bin(step, lo, hi, steps_per_t)
+        return events
+
+    def _on_bin(self, step: int, lo: float, hi: float, steps_per_t: float) -> list[tuple[str, Plateau]]:
+        self._window.append((step, lo, hi))
+        low, high = min(b[1] for b in self._window), max(b[2] for b in self._window)
+        flat = len(self._window) == self.bins and high - low <= self._tolerance(low)
+        if self.in_plateau and not flat:
+            plateau = self.plateaus[-1]
+            plateau.end_step, plateau.end_t = step, step / steps_per_t
+            self.in_plateau = False
+            self._window.clear()
+            return [("end", plateau)]
+        if self.in_plateau or not flat:
+            return []
+        start = self._window[0][0]
+        plateau = Plateau(start_step=start, start_t=start / steps_per_t, level=(low + high) / 2)
+        if self.plateaus:
+            previous = self.plateaus[-1]
+            plateau.jump_step = self.crossing(midpoint(previous.level, plateau.level), after=previous.end_step)
+            plateau.jump_t = None if plateau.jump_step is None else plateau.jump_step / steps_per_t
+        self.plateaus.append(plateau)
+        self.in_plateau = True
+        return [("start", plateau)]
+
+    def _extend_trace(self, first_step: int, losses: np.ndarray) -> None:
+        steps = first_step + np.arange(len(losses))
+        keep = schedule(steps, losses, 1.0, np.inf, self.trace_resolution, self._last)
+        self._last = (int(steps[-1]), float(losses[-1]))
+        self._trace_steps += steps[keep].tolist()
+        self._trace_losses += losses[keep].tolist()
+
+    @property
+    def trace(self) -> tuple[np.ndarray, np.ndarray]:
+        """The compressed loss record: (steps, losses), a sample whenever log L moved by `trace_resolution`."""
+        return np.asarray(self._trace_steps), np.asarray(self._trace_losses)
+
+    def crossing(self, level: float, after: int = 0) -> int | None:
+        """The first step at or after `after` whose loss is ≤ `level` (to the trace's resolution)."""
+        steps, losses = self.trace
+        below = np.flatnonzero((steps >= after) & (losses <= level))
+        return int(steps[below[0]]) if len(below) else None
+
+    def state_dict(self) -> dict:
+        return {"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau, "loss0": self.loss0,
+                "window": list(self._window), "partial": self._partial, "trace_steps": list(self._trace_steps),
+                "trace_losses": list(self._trace_losses), "last": self._last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateaus = [Plateau(**p) for p in state["plateaus"]]
+        self.in_plateau, self.loss0 = state["in_plateau"], state["loss0"]
+        self._window = deque((tuple(b) for b in state["window"]), maxlen=self.bins)
+        self._partial = None if state["partial"] is None else tuple(state["partial"])
+        self._trace_steps, self._trace_losses = list(state["trace_steps"]), list(state["trace_losses"])
+        self._last = None if state["last"] is None else tuple(state["last"])
+
+
+class PlateauLogger(pl.Callback):
+    """Detects plateaus during training; logs each start and end as a TensorBoard text event, keeps
+    the loss, β and the active set (|β_i| > `active_threshold`) of each, taken at the recorded step
+    nearest the plateau's middle, and reports them in summary.json."""
+
+    KEEP = 64  # recorded β kept per plateau (halved when full): memory 64·d at most
+
+    def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10,
+                 active_threshold: float = 1e-3):
+        self.detector = PlateauDetector(window_t=window_t, rtol=rtol, atol=atol)
+        self.active_threshold = active_threshold
+        self._records: list[tuple[int, float, np.ndarray]] = []  # (step, loss, β) on the current plateau
+
+    @property
+    def plateaus(self) -> list[Plateau]:
+        return self.detector.plateaus
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        steps_per_t = pl_module.model.time_scale() / pl_module.lr
+        events = self.detector.update(pl_module.first_step, pl_module.step_losses.cpu().numpy(), steps_per_t)
+        tb = writer(trainer)
+        for kind, plateau in events:
+            k = self.plateaus.index(plateau)
+            if kind == "start":
+                self._records = []
+                text = f"plateau {k} starts at t = {plateau.start_t:.4g} (step {plateau.start_step}), L = {plateau.level:.4e}"
+            else:
+                self._keep(pl_module, plateau)
+                self._settle(plateau)
+                text = (f"plateau {k} ends at t = {plateau.end_t:.4g} (step {plateau.end_step}), "
+                        f"support {{{', '.join(map(str, plateau.support))}}}")
+            if tb is not None:
+                tb.add_text("events/plateaus", text, plateau.start_step if kind == "start" else plateau.end_step)
+        if self.detector.in_plateau:
+            self._keep(pl_module, self.plateaus[-1])
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.detector.in_plateau:
+            self._settle(self.plateaus[-1], end=trainer.global_step)
+
+    def _keep(self, pl_module, plateau: Plateau) -> None:
+        losses = pl_module.step_losses
+        for step, beta in zip(pl_module.record_steps, pl_module.record_betas):
+            if plateau.start_step <= step < (plateau.end_step or np.inf):
+                self._records.append((step, float(losses[step - pl_module.first_step]), beta.cpu().numpy()))
+        if len(self._records) > self.KEEP:
+            self._records = self._records[::2]
+
+    def _settle(self, plateau: Plateau, end: int | None = None) -> None:
+        """Loss, β and support of a finished plateau: the record nearest its middle."""
+        if not self._records:
+            return
+        middle = (plateau.start_step + (plateau.end_step if end is None else end)) / 2
+        _, loss, beta = min(self._records, key=lambda record: abs(record[0] - middle))
+        plateau.level = loss
+        plateau.beta = beta.tolist()
+        plateau.support = np.flatnonzero(np.abs(beta) > self.active_threshold).tolist()
+
+    def summary(self) -> dict:
+        return {"plateaus": [asdict(p) for p in self.plateaus]}
+
+    def state_dict(self) -> dict:
+        return {"detector": self.detector.state_dict(), "records": [(s, loss, b.tolist()) for s, loss, b in self._records]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.detector.load_state_dict(state_dict["detector"])
+        self._records = [(s, loss, np.asarray(b)) for s, loss, b in state_dict["records"]]

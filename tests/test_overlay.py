@@ -1,0 +1,127 @@
+"""The callbacks on real runs: plateaus against the theory's saddles, TensorBoard contents, the live server."""
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dlnlab.train import train
+from tests.conftest import compose_cfg
+
+# A 15 × 30 Gaussian problem whose limit has three well-separated jumps (t = 0.715, 2.281, 3.043)
+GAUSSIAN = ("data.n=15", "data.d=30", "data.seed=11", "model.alpha=1e-50", "optim.lr=1e-2", "run.t_max=5")
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gaussian")
+    summary = train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={out}", *GAUSSIAN))
+    return out, summary
+
+
+@pytest.mark.slow
+def test_every_saddle_is_detected_once_in_order(gaussian_run):
+    _, summary = gaussian_run
+    rows = summary["saddles"]
+    assert len(rows) == 4
+    for row in rows[1:]:
+        assert row["support_run"] == row["support_limit"]
+        assert abs(row["t_run"] / row["t_flow"] - 1) < 0.05  # the run tracks the exact flow at its α
+        # ... and is as far from the α → 0 limit as that flow is (PAPER.md §4: C / log(1/α))
+        assert abs(row["t_run"] - row["t_limit"]) <= 1.5 * abs(row["t_flow"] - row["t_limit"]) + 0.01
+    for row in rows[:-1]:  # plateaus at the saddles' losses; the last, L = 0, is approached exponentially
+        assert row["detected"] == "plateau"
+        assert row["loss_run"] == pytest.approx(row["loss_limit"], rel=1e-3)
+    assert rows[-1]["detected"] == "final state" and rows[-1]["loss_run"] < 1e-4
+    starts = [p["start_t"] for p in summary["plateaus"]]
+    assert len(starts) == 3 and starts == sorted(starts)
+    entered = [i for event in summary["active_events"] for i in event["entering"]]
+    assert [i for i in entered if i in (4, 9, 16)] == [16, 9, 4]  # others may cross the threshold for a while
+    assert summary["active_events"][-1]["active"] == [4, 9, 16]
+
+
+@pytest.mark.slow
+def test_event_files_hold_overlay_layout_table_and_figures(gaussian_run):
+    out, summary = gaussian_run
+    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "tensors": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    for i in (4, 9, 16):
+        assert {f"train/beta/{i}", f"flow/beta/{i}", f"limit/beta/{i}", f"train/dual/{i}", f"limit/dual/{i}"} \
+            <= set(tags["scalars"])
+    assert {"train/loss", "flow/loss", "limit/loss", "time/accelerated", "active/count"} <= set(tags["scalars"])
+    assert "custom_scalars__config__" in tags["tensors"]
+    assert "theory/saddles/text_summary" in tags["tensors"]
+    table = events.Tensors("theory/saddles/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert table.count("\n") >= 5 and "| 3 |" in table
+    assert {"figures/loss", "figures/coordinates", "figures/dual", "figures/path3d"} <= set(tags["images"])
+    assert {f.name for f in (out / "figures").iterdir()} == {"loss.png", "coordinates.png", "dual.png", "path3d.png"}
+    limit = {e.step: e.value for e in events.Scalars("limit/loss")}
+    run_loss = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert limit[0] == pytest.approx(run_loss[0])  # same clock: both start at L(0)
+
+
+@pytest.mark.slow
+def test_fixture_reports_the_deactivation(tmp_path):
+    summary = train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={tmp_path}", "data=fixture",
+                                "model.alpha=1e-30", "run.t_max=20"))
+    assert any(e["leaving"] == [0] for e in summary["active_events"])
+    row = summary["saddles"][2]
+    assert row["leaving_limit"] == [0] and row["support_run"] == [2]
+    assert [r["support_run"] for r in summary["saddles"]] == [[], [0], [2], [2, 3]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_the_custom_scalars(gaussian_run):
+    """The real server (loopback, a free port) returns the layout and the overlaid series over HTTP."""
+    out, _ = gaussian_run
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(out / "tb"), "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                runs = get(f"{base}/data/runs")
+                if runs:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "tensorboard did not come up"
+            time.sleep(0.5)
+        layout = get(f"{base}/data/plugin/custom_scalars/layout")
+        titles = {c["title"] for c in layout["category"]}
+        assert titles == {"loss", "coordinates", "dual"}
+        loss_chart = next(c for c in layout["category"] if c["title"] == "loss")["chart"][0]
+        series = {}
+        for regex in loss_chart["multiline"]["tag"]:
+            query = urllib.parse.urlencode({"run": runs[0], "tag": regex})
+            series.update(get(f"{base}/data/plugin/custom_scalars/scalars?{query}")["tag_to_events"])
+        assert set(series) == {"train/loss", "flow/loss", "limit/loss"}
+        assert all(len(points) > 20 for points in series.values())
+        steps = {tag: [p[1] for p in points] for tag, points in series.items()}
+        assert set(steps["limit/loss"]) <= set(steps["train/loss"]) | set(steps["limit/loss"])
+        assert math.isclose(series["limit/loss"][-1][2], 0.0, abs_tol=1e-20)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
