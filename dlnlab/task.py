@@ -47,6 +47,7 @@ class DiagonalTask(pl.LightningModule):
         self._generator_state: torch.Tensor | None = None
         self._perm: torch.Tensor | None = None
         self._pos = 0
+        self._shuffled: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
@@ -71,48 +72,61 @@ class DiagonalTask(pl.LightningModule):
         if self._generator_state is not None:
             self._generator.set_state(self._generator_state)
 
-    def _batch(self) -> torch.Tensor:
-        """Indices of the next SGD mini-batch, drawn on the device."""
+    def _epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """X and y in this epoch's random order (drawn on the device): batches are then contiguous views."""
         if self._perm is None or self._pos + self.batch_size > self.n:
             self._perm = torch.randperm(self.n, generator=self._generator, device=self.device)
             self._pos = 0
-        idx = self._perm[self._pos:self._pos + self.batch_size]
-        self._pos += self.batch_size
-        return idx
+            self._shuffled = None
+        if self._shuffled is None:
+            self._shuffled = (self.X[self._perm], self.y[self._perm])
+        return self._shuffled
 
     def training_step(self, batch, batch_idx):
         k = min(self.steps_per_call, self.trainer.max_steps - self.trainer.global_step)
-        X, y, model, lr = self.X, self.y, self.model, self.lr
-        params = list(model.parameters())
-        losses = torch.empty(k, dtype=X.dtype, device=X.device)
         first = self.trainer.global_step
-        record_steps, betas, duals = [], [], []
         with torch.no_grad():
-            for j in range(k):
-                beta = model.beta()
-                if (first + j) % self.record_every == 0:
-                    record_steps.append(first + j)
-                    betas.append(beta.clone())
-                    duals.append(model.dual())
-                r = X @ beta - y
-                losses[j] = r.dot(r)
-                if self.batch_size is None:
-                    g = X.T @ r / self.n
-                else:
-                    idx = self._batch()
-                    g = X[idx].T @ r[idx] / self.batch_size
-                for p, dp in zip(params, model.param_grads(g)):
-                    p.sub_(dp, alpha=lr)
-        losses /= 2 * self.n
+            losses, records = self._steps(first, k)
         self.first_step = first
         self.step_losses = losses
-        self.record_steps = record_steps
-        self.record_betas = torch.stack(betas) if betas else losses.new_empty((0, X.shape[1]))
-        self.record_duals = torch.stack(duals) if duals and duals[0] is not None else None
+        self.record_steps = [step for step, _, _ in records]
+        self.record_betas = torch.stack([b for _, b, _ in records]) if records else losses.new_empty((0, self.X.shape[1]))
+        self.record_duals = torch.stack([s for _, _, s in records]) if records and records[0][2] is not None else None
         _count_optimizer_steps(self.trainer, k)
         if not math.isfinite(float(losses[-1])):
             self.status = "diverged"
             self.trainer.should_stop = True
+
+    def _steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
+        """k optimiser steps on the device, with as few tensor operations per step as possible:
+        the residuals go straight into rows of one buffer (losses come from it at the end), the
+        gradient into a preallocated vector, already scaled by lr / batch."""
+        X, y, model = self.X, self.y, self.model
+        n, d = X.shape
+        residuals = torch.empty((k, n), dtype=X.dtype, device=X.device)
+        rows = residuals.unbind(0)
+        h = torch.empty(d, dtype=X.dtype, device=X.device)
+        Xt, beta_of, descend, addmv = X.T, model.beta, model._descend, torch.addmv  # no lookups in the loop
+        every, batch, scale = self.record_every, self.batch_size, self.lr / (self.batch_size or n)
+        records = []
+        Xs, ys = self._shuffled or (None, None)
+        for j in range(k):
+            beta = beta_of()
+            if (first + j) % every == 0:
+                records.append((first + j, beta.clone(), model.dual()))
+            if batch is None:
+                r = addmv(y, X, beta, beta=-1, out=rows[j])  # r = Xβ − y
+                addmv(h, Xt, r, beta=0, alpha=scale, out=h)  # h = lr ∇L(β)
+            else:  # the full residual in this epoch's order (for the loss), the batch's rows of it
+                if self._shuffled is None or self._pos + batch > n:
+                    Xs, ys = self._epoch()
+                r = addmv(ys, Xs, beta, beta=-1, out=rows[j])
+                a = self._pos
+                addmv(h, Xs[a:a + batch].T, r[a:a + batch], beta=0, alpha=scale, out=h)
+                self._pos = a + batch
+            descend(h)
+        losses = residuals.square_().sum(dim=1).mul_(0.5 / n)
+        return losses, records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dlnlab_task"] = {"generator": self._generator.get_state() if self._generator else None,

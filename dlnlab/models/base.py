@@ -55,9 +55,10 @@ class DiagonalNetwork(nn.Module):
     """Base class: a linear predictor beta() built from parameters; forward is X @ beta().
 
     Subclasses implement `beta()`; for the theory overlay also `time_scale()` and `dual()`.
-    `param_grads` turns the data gradient g = grad L(beta) into parameter gradients by the
-    chain rule; the default uses autograd (a vector-Jacobian product), so any user model
-    trains, and the built-in models override it with their closed forms for speed.
+    `descend(h)` takes one gradient step given h = lr · grad L(beta): each parameter moves by
+    −(dβ/dθ)ᵀ h. The default uses autograd (a vector-Jacobian product, `param_grads`), so any user
+    model trains; the built-in models override it with their closed forms, in place, in a few tensor
+    operations (small problems are bound by per-operation overhead).
     """
 
     def beta(self) -> torch.Tensor:
@@ -86,7 +87,17 @@ class DiagonalNetwork(nn.Module):
         return None
 
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
-        """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta)."""
+        """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta), by autograd."""
         params = [p for p in self.parameters()]
         with torch.enable_grad():
             return list(torch.autograd.grad(self.beta(), params, grad_outputs=grad_beta))
+
+    def descend(self, h: torch.Tensor) -> None:
+        """One GD step in place, given h = lr · grad L(beta): theta ← theta − (dβ/dθ)ᵀ h."""
+        with torch.no_grad():
+            self._descend(h)
+
+    def _descend(self, h: torch.Tensor) -> None:
+        """`descend` for callers already under torch.no_grad() (the training loop): no context per step."""
+        for p, dp in zip(self.parameters(), self.param_grads(h)):
+            p.sub_(dp)

@@ -57,6 +57,12 @@ class SymmetricNetwork(DiagonalNetwork):
     def mirror_map(self) -> MirrorMap:
         return MirrorMap(math.log(self.alpha), depth=self.depth, shape=self.shape.cpu().numpy())
 
-    def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
+    def _descend(self, h: torch.Tensor) -> None:
+        """w± ← w± ∓ L h ⊙ w±^(L−1), in place."""
         L = self.depth
-        return [L * grad_beta * self.w_plus ** (L - 1), -L * grad_beta * self.w_minus ** (L - 1)]
+        if L == 2:  # w± ← w± ∓ 2 h ⊙ w±
+            self.w_plus.addcmul_(h, self.w_plus, value=-2)
+            self.w_minus.addcmul_(h, self.w_minus, value=2)
+        else:
+            self.w_plus.addcmul_(h, self.w_plus ** (L - 1), value=-L)
+            self.w_minus.addcmul_(h, self.w_minus ** (L - 1), value=L)

@@ -40,5 +40,8 @@ class UVNetwork(DiagonalNetwork):
     def mirror_map(self) -> MirrorMap:
         return MirrorMap(math.log(self.alpha), depth=None, shape=(self.u0 / (math.sqrt(2) * self.alpha)).cpu().numpy())
 
-    def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
-        return [grad_beta * self.v, grad_beta * self.u]
+    def _descend(self, h: torch.Tensor) -> None:
+        """u ← u − h ⊙ v, v ← v − h ⊙ u (simultaneously), in three in-place operations."""
+        step_u = h * self.v
+        self.v.addcmul_(h, self.u, value=-1)
+        self.u.sub_(step_u)

@@ -1,0 +1,209 @@
+"""Benchmark: dlnlab's training path against a bare PyTorch loop and the two-mat-vec floor, in one process.
+
+    python scripts/bench.py [--sizes 20x40 100x1000 1000x10000] [--repeats 3] [--device cpu|cuda] [--json out.json]
+
+For each size (float64) and for GD and SGD it measures steps/s of
+  floor     the two matrix-vector products a step needs, alone;
+  bare      a bare PyTorch loop with the hand-written u ⊙ v gradient, preallocated buffers;
+  dlnlab    Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
+  quiet     the same with no callbacks and no logger (so logging's share is dlnlab vs quiet);
+and, for GD, a user model given only beta() (autograd) through dlnlab against the same model in a
+bare autograd loop. dlnlab's per-step cost is the slope between two run lengths, so fixed costs
+(start-up, the theory at fit start, figures at the end) are reported apart. Peak memory of the
+dlnlab path over the data's own size is measured at the largest size. Medians of --repeats.
+"""
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dlnlab import config
+from dlnlab.data import synthetic
+from dlnlab.models import DiagonalNetwork
+from dlnlab.train import CONF_DIR, train
+
+ALPHA, LR = 1e-10, 1e-3
+
+
+class AutogradUV(DiagonalNetwork):
+    """β = u ⊙ v defined by beta() alone: trains through autograd."""
+
+    def __init__(self, d: int, alpha: float = ALPHA):
+        super().__init__()
+        self.alpha = alpha
+        self.u = torch.nn.Parameter(torch.full((d,), math.sqrt(2) * alpha, dtype=torch.float64))
+        self.v = torch.nn.Parameter(torch.full((d,), 1e-3, dtype=torch.float64))
+
+    def beta(self):
+        return self.u * self.v
+
+    def time_scale(self) -> float:
+        return math.log(1 / self.alpha)
+
+
+def median_rate(fn, steps: int, repeats: int) -> float:
+    """Median steps/s of fn(steps) over repeats (after one warm-up)."""
+    fn(min(steps, 50))
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(steps)
+        rates.append(steps / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def floor_loop(X, y, batch):
+    def run(steps):
+        n, d = X.shape
+        b, r, g = torch.zeros(d, dtype=X.dtype, device=X.device), torch.empty(n, dtype=X.dtype, device=X.device), \
+            torch.empty(d, dtype=X.dtype, device=X.device)
+        for _ in range(steps):
+            torch.mv(X, b, out=r)
+            torch.mv(X.T, r, out=g)
+        _sync(X)
+    return run
+
+
+def bare_loop(X, y, batch):
+    """The hand-written u ⊙ v GD/SGD loop a careful user would write."""
+    def run(steps):
+        n, d = X.shape
+        u = torch.full((d,), math.sqrt(2) * ALPHA, dtype=X.dtype, device=X.device)
+        v = torch.zeros_like(u)
+        beta, g, tmp = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)
+        r = torch.empty(n, dtype=X.dtype, device=X.device)
+        losses = torch.empty(steps, dtype=X.dtype, device=X.device)
+        gen = torch.Generator(device=X.device).manual_seed(0)
+        for j in range(steps):
+            torch.mul(u, v, out=beta)
+            torch.addmv(y, X, beta, beta=-1, out=r)
+            losses[j] = r.dot(r)
+            if batch is None:
+                torch.mv(X.T, r, out=g)
+                g.mul_(LR / n)
+            else:
+                idx = torch.randint(n, (batch,), generator=gen, device=X.device)
+                torch.mv(X[idx].T, r[idx], out=g)
+                g.mul_(LR / batch)
+            torch.mul(g, v, out=tmp)
+            v.addcmul_(g, u, value=-1)
+            u.sub_(tmp)
+        _sync(X)
+    return run
+
+
+def bare_autograd_loop(X, y):
+    def run(steps):
+        model = AutogradUV(X.shape[1]).to(X.device)
+        params = list(model.parameters())
+        for _ in range(steps):
+            r = X @ model.beta() - y
+            loss = r.dot(r) / (2 * len(y))
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.sub_(LR * g)
+        _sync(X)
+    return run
+
+
+def _sync(X):
+    if X.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None):
+    overrides = [f"data.n={n}", f"data.d={d}", "data.k=5", f"model.alpha={ALPHA}", f"optim.lr={LR}",
+                 "run.t_max=1e9", f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false",
+                 f"trainer.accelerator={device}", f"run.output_dir={out}"]
+    if batch is not None:
+        overrides += ["optim=sgd", f"optim.batch_size={batch}"]
+    if quiet:
+        overrides += ["callbacks=none", "~logger"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    if model is not None:
+        cfg.model = OmegaConf.create({"_target_": model})
+    return cfg
+
+
+def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None) -> tuple[float, float]:
+    """(steps/s from the slope between runs of `steps` and 2·`steps`, fixed cost in s)."""
+    def fit_time(count):
+        with tempfile.TemporaryDirectory() as out:
+            return train(dlnlab_cfg(n, d, batch, device, quiet, out, count, model))["wall_time_s"]
+    fit_time(50)
+    short = statistics.median(fit_time(steps) for _ in range(repeats))
+    long = statistics.median(fit_time(2 * steps) for _ in range(repeats))
+    per_step = max(long - short, 1e-12) / steps
+    return 1 / per_step, short - steps * per_step
+
+
+def peak_memory_ratio(n, d, device) -> float:
+    """Peak resident memory added by a dlnlab run (GD, default callbacks), over the size of X."""
+    status = Path("/proc/self/status")
+    if device != "cpu" or not status.exists():
+        return float("nan")
+
+    def rss(key):
+        line = next(x for x in status.read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) * 1024
+
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = rss("VmRSS:")
+    with tempfile.TemporaryDirectory() as out:
+        train(dlnlab_cfg(n, d, None, device, False, out, 100))
+    return (rss("VmHWM:") - before) / (n * d * 8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["20x40", "100x1000", "1000x10000"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    config.register()
+    steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}
+    results = []
+    for size in args.sizes:
+        n, d = map(int, size.split("x"))
+        steps = steps_for.get(size, 1000)
+        torch.set_num_threads(1 if n * d < 1_000_000 else torch.get_num_threads())
+        X, y = (torch.from_numpy(a).to(args.device) for a in synthetic(n=n, d=d, k=5, seed=0))
+        for method, batch in (("gd", None), ("sgd", max(1, n // 10))):
+            row = {"size": size, "method": method, "device": args.device}
+            row["floor"] = median_rate(floor_loop(X, y, batch), steps, args.repeats)
+            row["bare"] = median_rate(bare_loop(X, y, batch), steps, args.repeats)
+            row["dlnlab"], row["dlnlab_fixed_s"] = dlnlab_rate(n, d, batch, args.device, False, steps, args.repeats)
+            row["quiet"], _ = dlnlab_rate(n, d, batch, args.device, True, steps, args.repeats)
+            if method == "gd":
+                row["autograd_bare"] = median_rate(bare_autograd_loop(X, y), steps // 4, args.repeats)
+                row["autograd_dlnlab"], _ = dlnlab_rate(n, d, None, args.device, True, steps // 4, args.repeats,
+                                                        model="__main__.AutogradUV")
+            results.append(row)
+            line = (f"{size:>10} {method:>3}: floor {row['floor']:9.0f}/s  bare {row['bare']:9.0f}/s  "
+                    f"dlnlab {row['dlnlab']:9.0f}/s  | dlnlab/bare {row['dlnlab'] / row['bare']:.2f}x  "
+                    f"step/floor-step {row['floor'] / row['dlnlab']:.2f}x  "
+                    f"logging share {1 - row['dlnlab'] / row['quiet']:+.1%}  fixed {row['dlnlab_fixed_s']:.2f} s")
+            if method == "gd":
+                line += f"  | autograd dlnlab/bare {row['autograd_dlnlab'] / row['autograd_bare']:.2f}x"
+            print(line, flush=True)
+    largest = max(args.sizes, key=lambda s: eval(s.replace("x", "*")))
+    n, d = map(int, largest.split("x"))
+    memory = peak_memory_ratio(n, d, args.device)
+    print(f"peak memory of a dlnlab run at {largest}: {memory:.2f}x the size of X")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": results, "peak_memory_over_data": memory}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
