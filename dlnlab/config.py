@@ -18,6 +18,7 @@ class RunConfig:
     seed: int = MISSING  # SGD's mini-batch sampling
     steps_per_call: int = MISSING  # optimiser steps per Lightning training_step
     record_every_t: float = MISSING  # the task records β and s this often (accelerated time) for callbacks
+    divergence_factor: float = MISSING  # a loss above this many times L(0) (or non-finite) stops the run
     num_threads: Optional[int] = None  # torch CPU threads; None: 1 for small problems, else all
     output_dir: Optional[str] = None  # where to write when not started by Hydra's main (compose API)
 
@@ -84,6 +85,7 @@ class TrainConfig:
     callbacks: Any = field(default_factory=dict)
     logger: Any = None
     run: RunConfig = field(default_factory=RunConfig)
+    ckpt_path: Optional[str] = None  # resume from this checkpoint (<run dir>/checkpoints/last.ckpt)
 
 
 def register() -> None:

@@ -21,11 +21,14 @@ class DiagonalTask(pl.LightningModule):
     `step_losses[j]` is the full-data loss L(β) at global step `first_step + j`, before that
     step's update. Every `record_every` steps (and at the first step of a run) β and the dual s
     are recorded too: `record_steps[i]`, `record_betas[i]`, `record_duals[i]` (None for a model
-    without a dual). A non-finite loss stops the run with `status = "diverged"`.
+    without a dual). A loss that becomes non-finite or exceeds `divergence_factor`·L(β_0) stops the
+    run with `status = "diverged"`; `stop_requested` (set by a signal handler) stops it at the end of
+    the current block with `status = "interrupted"`, so that parameters and step count agree.
     """
 
     def __init__(self, model: DiagonalNetwork, X: torch.Tensor, y: torch.Tensor, lr: float,
-                 batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100):
+                 batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100,
+                 divergence_factor: float = 1e4):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -37,6 +40,10 @@ class DiagonalTask(pl.LightningModule):
         self.steps_per_call = steps_per_call
         self.seed = seed
         self.status = "running"
+        self.stop_requested = False
+        self.divergence_factor = divergence_factor
+        self.initial_loss: float | None = None
+        self.diverged_at: int | None = None
         self.step_losses = torch.empty(0, dtype=dtype)
         self.first_step = 0
         self.record_every = record_every
@@ -93,8 +100,14 @@ class DiagonalTask(pl.LightningModule):
         self.record_betas = torch.stack([b for _, b, _ in records]) if records else losses.new_empty((0, self.X.shape[1]))
         self.record_duals = torch.stack([s for _, _, s in records]) if records and records[0][2] is not None else None
         _count_optimizer_steps(self.trainer, k)
-        if not math.isfinite(float(losses[-1])):
-            self.status = "diverged"
+        if self.initial_loss is None:
+            self.initial_loss = float(losses[0])
+        bad = ~torch.isfinite(losses) | (losses > self.divergence_factor * self.initial_loss)
+        if bad.any():
+            self.status, self.diverged_at = "diverged", first + int(bad.nonzero()[0])
+            self.trainer.should_stop = True
+        elif self.stop_requested:
+            self.status = "interrupted"
             self.trainer.should_stop = True
 
     def _steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
@@ -130,12 +143,12 @@ class DiagonalTask(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dlnlab_task"] = {"generator": self._generator.get_state() if self._generator else None,
-                                     "perm": self._perm, "pos": self._pos, "status": self.status}
+                                     "perm": self._perm, "pos": self._pos, "initial_loss": self.initial_loss}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["dlnlab_task"]
         self._generator_state, self._perm, self._pos = state["generator"], state["perm"], state["pos"]
-        self.status = state["status"]
+        self.initial_loss = state["initial_loss"]
 
 
 def _count_optimizer_steps(trainer: pl.Trainer, k: int) -> None:

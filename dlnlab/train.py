@@ -3,9 +3,13 @@
 `dlnlab-train` is the Hydra entry point; `train` is usable with a config from Hydra's compose API.
 """
 
+import contextlib
 import json
 import logging
 import math
+import signal
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -14,8 +18,11 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from dlnlab import config
@@ -66,6 +73,11 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"run.steps_per_call={run.steps_per_call!r} must be ≥ 1")
     if not run.record_every_t > 0:
         raise ConfigError(f"run.record_every_t={run.record_every_t!r} must be a positive accelerated time")
+    if not run.divergence_factor > 1:
+        raise ConfigError(f"run.divergence_factor={run.divergence_factor!r} must be > 1 (a loss this many times "
+                          "L(0) counts as diverged)")
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint (runs save <run dir>/checkpoints/last.ckpt)")
     if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
 
@@ -93,7 +105,8 @@ def train(cfg: DictConfig) -> dict:
         steps = min(steps, cfg.trainer.max_steps)
     task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
                         steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed,
-                        record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)))
+                        record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
+                        divergence_factor=cfg.run.divergence_factor)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
@@ -101,19 +114,64 @@ def train(cfg: DictConfig) -> dict:
     trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
                          devices=cfg.trainer.devices, enable_progress_bar=cfg.trainer.enable_progress_bar,
                          logger=logger, callbacks=callbacks, default_root_dir=str(out),
-                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
+                         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+                         enable_model_summary=False, num_sanity_val_steps=0)
 
     start = time.perf_counter()
     try:
-        trainer.fit(task, datamodule=data)
+        with stop_on_signals(task), contextlib.suppress(SIGTERMException):  # already stopped cleanly
+            trainer.fit(task, datamodule=data, ckpt_path=cfg.ckpt_path)
     finally:
         summary = summarize(trainer, task, cfg, wall_time_s=time.perf_counter() - start)
         for callback in callbacks:  # callbacks add their findings (plateaus, saddles) to the summary
             if hasattr(callback, "summary"):
                 summary.update(callback.summary())
+        if task.status == "diverged":
+            summary["message"] = divergence_message(task, data)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
     return summary
+
+
+@contextlib.contextmanager
+def stop_on_signals(task: DiagonalTask):
+    """SIGINT / SIGTERM ask the task to stop at the end of its current block of steps (a few ms), so
+    the final checkpoint and summary describe a consistent state; a second SIGINT interrupts at once."""
+    def request_stop(signum, frame):
+        if task.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        task.stop_requested = True
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def divergence_message(task: DiagonalTask, data: RegressionData) -> str:
+    """Why the run stopped, and a step size that should be stable (from the data's largest curvature)."""
+    curvature = float(torch.linalg.matrix_norm(data.X, ord=2) ** 2) / data.n  # λ_max(XᵀX/n)
+    scale = max(1.0, float(task.model.beta().detach().abs().nan_to_num(0, 0, 0).max()))
+    suggestion = min(task.lr / 10, 0.5 / (curvature * scale))
+    return (f"the loss diverged at step {task.diverged_at} (t = {task.accelerated_time(task.diverged_at):.4g}) "
+            f"with optim.lr={task.lr:g}: the data's largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a "
+            f"diagonal network needs roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
+
+
+def _finite(value):
+    """JSON has no NaN or inf: non-finite numbers (a diverged run's β) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_time_s: float) -> dict:
@@ -144,6 +202,10 @@ def main(cfg: DictConfig) -> None:
         summary = train(cfg)
     print(f"{summary['status']}: {summary['steps']} steps to t = {summary['t_reached']:.4g}, "
           f"final loss {summary['final_loss']:.3e} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
+    if summary["status"] == "diverged":
+        print(f"dlnlab-train: {summary['message']}", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep goes on; its summaries say which diverged
+            sys.exit(1)
 
 
 def cli() -> None:

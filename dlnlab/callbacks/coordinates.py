@@ -5,6 +5,7 @@ import numpy as np
 
 from dlnlab.callbacks.scalars import schedule
 from dlnlab.callbacks.tensorboard import add_scalars, writer
+from dlnlab.callbacks.state import plain
 
 
 class ActiveCoordinates(pl.Callback):
@@ -89,9 +90,10 @@ class ActiveCoordinates(pl.Callback):
         return {"active_events": self.events}
 
     def state_dict(self) -> dict:
-        return {"active": self.active, "tracked": self.tracked, "events": self.events, "last": self._last,
-                "last_hist": self._last_hist}
+        return plain({"active": self.active, "tracked": self.tracked, "events": self.events, "last": self._last,
+                "last_hist": self._last_hist, "history": self.history})
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.active, self.tracked, self.events = state_dict["active"], state_dict["tracked"], state_dict["events"]
         self._last, self._last_hist = state_dict["last"], state_dict["last_hist"]
+        self.history = state_dict["history"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from dlnlab.callbacks.scalars import schedule
 from dlnlab.callbacks.tensorboard import writer
+from dlnlab.callbacks.state import plain
 
 JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it (see SaddlePath.jump_levels)
 
@@ -126,9 +127,9 @@ class PlateauDetector:
         return int(steps[below[0]]) if len(below) else None
 
     def state_dict(self) -> dict:
-        return {"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau, "loss0": self.loss0,
+        return plain({"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau, "loss0": self.loss0,
                 "window": list(self._window), "partial": self._partial, "trace_steps": list(self._trace_steps),
-                "trace_losses": list(self._trace_losses), "last": self._last}
+                "trace_losses": list(self._trace_losses), "last": self._last})
 
     def load_state_dict(self, state: dict) -> None:
         self.plateaus = [Plateau(**p) for p in state["plateaus"]]
@@ -201,7 +202,7 @@ class PlateauLogger(pl.Callback):
         return {"plateaus": [asdict(p) for p in self.plateaus]}
 
     def state_dict(self) -> dict:
-        return {"detector": self.detector.state_dict(), "records": [(s, loss, b.tolist()) for s, loss, b in self._records]}
+        return plain({"detector": self.detector.state_dict(), "records": [(s, loss, b.tolist()) for s, loss, b in self._records]})
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.detector.load_state_dict(state_dict["detector"])

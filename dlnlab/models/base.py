@@ -16,6 +16,9 @@ from torch import nn
 from dlnlab.checks import ConfigError
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+# The smallest α each dtype holds: at saturation u − v ∝ α² (w₋ likewise), which must stay a normal
+# number (PAPER.md §4: float64 to about 1e-150, float32 to about 1e-18).
+SMALLEST_ALPHA = {torch.float64: 1e-150, torch.float32: 1e-18}
 
 
 def init_shape(shape, d: int, seed: int = 0) -> np.ndarray:
@@ -45,9 +48,15 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
-def check_dtype(dtype: str) -> torch.dtype:
+def check_dtype(dtype: str, alpha: float | None = None) -> torch.dtype:
+    """The torch dtype named `dtype`; with `alpha`, also that this dtype can represent the run at that α."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype={dtype!r} is unknown: use 'float64' (default) or 'float32'")
+    smallest = SMALLEST_ALPHA[DTYPES[dtype]]
+    if alpha is not None and alpha < smallest:
+        fix = "use dtype=float64" if dtype == "float32" else "use dlnlab.theory.flow, which takes log α,"
+        raise ConfigError(f"alpha={alpha!r} is too small for {dtype}, whose smallest safe α is {smallest:g} "
+                          f"(u − v ∝ α² underflows): {fix} or alpha ≥ {smallest:g}")
     return DTYPES[dtype]
 
 

@@ -28,7 +28,7 @@ class SymmetricNetwork(DiagonalNetwork):
             raise ConfigError(f"depth={depth!r} must be an integer ≥ 2 (2 is the shallow network, e.g. depth=3)")
         self.alpha = check_alpha(alpha)
         self.depth = depth
-        a = torch.as_tensor(init_shape(shape, d, shape_seed), dtype=check_dtype(dtype))
+        a = torch.as_tensor(init_shape(shape, d, shape_seed), dtype=check_dtype(dtype, self.alpha if depth == 2 else None))
         self.w_plus = nn.Parameter(self.alpha * a)
         self.w_minus = nn.Parameter(self.alpha * a)
         self.register_buffer("shape", a)
