@@ -1,0 +1,142 @@
+"""Aggregate a sweep: every summary.json under a folder into one table (markdown and CSV) and one figure.
+
+    python scripts/aggregate.py outputs/multirun/<sweep>      (or dlnlab-aggregate)
+
+Per job: α, step size, status, saddles reached, and per jump k (PAPER.md §4):
+  the jump-time error against the α → 0 limit, |t_run,k − t_limit,k| / t_limit,k, and that times
+  log(1/α), which tends to a constant per jump as α → 0 (jump times converge like C_k / log(1/α));
+  the same for the exact flow at the run's α (the α part alone, free of step-size error);
+  the step-size error against the exact flow at the same α, |t_run,k − t_flow,k| / t_flow,k (O(lr));
+and the saddle-value error, max_k |L_run − L_limit| / L_limit over the saddles seen as plateaus.
+Errors are compared jump by jump: a slow late jump that some runs do not reach is not mixed in.
+"""
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLUMNS = ["job", "alpha", "log_inv_alpha", "lr", "method", "status", "reached", "saddles", "jump_errors",
+           "flow_errors", "step_errors", "value_error"]
+
+
+def _rel(a, b) -> float | None:
+    return None if a is None or b in (None, 0) else abs(a / b - 1)
+
+
+def row(path: Path, root: Path) -> dict:
+    """One job's line of the table, from its summary.json."""
+    summary = json.loads(path.read_text())
+    saddles = summary.get("saddles", [])[1:]
+    values = [_rel(s["loss_run"], s["loss_limit"]) for s in saddles
+              if s.get("detected") == "plateau" and s["loss_limit"] > 0]
+    return {
+        "job": str(path.parent.relative_to(root)) or ".",
+        "alpha": summary["alpha"], "log_inv_alpha": math.log(1 / summary["alpha"]), "lr": summary["lr"],
+        "method": summary["config"]["optim"]["method"], "status": summary["status"],
+        "reached": sum(s["t_run"] is not None for s in saddles), "saddles": len(saddles),
+        "jump_errors": [_rel(s["t_run"], s["t_limit"]) for s in saddles],
+        "flow_errors": [_rel(s["t_flow"], s["t_limit"]) for s in saddles],  # α's share of it, without the step
+        "step_errors": [_rel(s["t_run"], s["t_flow"]) for s in saddles],
+        "value_error": max((v for v in values if v is not None), default=None),
+    }
+
+
+def collect(root: Path) -> list[dict]:
+    paths = sorted(root.rglob("summary.json"))
+    if not paths:
+        raise SystemExit(f"aggregate: no summary.json under {root}: give the folder of a sweep (outputs/multirun/...)")
+    return sorted((row(p, root) for p in paths), key=lambda r: (-r["log_inv_alpha"], -r["lr"]))
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _list(values, factor: float = 1.0) -> str:
+    return ", ".join(_fmt(None if v is None else v * factor) for v in values)
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| job | α | lr | status | jumps reached | run's jump-time error vs limit, per jump | "
+            "flow's (same α) | flow's × log(1/α) | run vs flow (step size) | saddle-value error |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['job']} | {_fmt(r['alpha'])} | {_fmt(r['lr'])} | {r['status']} | {r['reached']}/{r['saddles']} | "
+        f"{_list(r['jump_errors'])} | {_list(r['flow_errors'])} | {_list(r['flow_errors'], r['log_inv_alpha'])} | "
+        f"{_list(r['step_errors'])} | {_fmt(r['value_error'])} |\n" for r in rows)
+
+
+def _per_jump(rows: list[dict], key: str, x: str):
+    """(k, xs, errors) for each jump k, over the runs that reached it."""
+    for k in range(max((len(r[key]) for r in rows), default=0)):
+        points = sorted((r[x], r[key][k]) for r in rows if k < len(r[key]) and r[key][k] is not None)
+        if points:
+            yield k + 1, *map(np.array, zip(*points))
+
+
+def figure(rows: list[dict]) -> plt.Figure:
+    """Jump-time error against α, the same times log(1/α), saddle-value error against α, and the
+    error against the exact flow against the step size; one line per jump."""
+    fig, (a, b, c, e) = plt.subplots(1, 4, figsize=(19, 4.3))
+    for k, alphas, errors in _per_jump(rows, "jump_errors", "alpha"):
+        a.loglog(alphas, np.maximum(errors, 1e-17), "o-", color=f"C{k - 1}", label=f"jump {k}: run")
+    for k, alphas, errors in _per_jump(rows, "flow_errors", "alpha"):
+        a.loglog(alphas, np.maximum(errors, 1e-17), "s--", color=f"C{k - 1}", label=f"jump {k}: exact flow")
+        b.semilogx(alphas, errors * np.log(1 / alphas), "s--", color=f"C{k - 1}", label=f"jump {k}: exact flow")
+    a.set(xlabel="α (initialisation scale)", ylabel="|t − t_limit| / t_limit", title="Jump times against the limit")
+    b.set(xlabel="α", ylabel="error × log(1/α)", title="… times log(1/α): roughly flat (C / log(1/α))")
+    b.set_ylim(bottom=0)
+    values = sorted((r["alpha"], r["value_error"]) for r in rows if r["value_error"] is not None)
+    if values:
+        c.loglog(*zip(*values), "o-")
+    c.set(xlabel="α", ylabel="max |L_run − L_limit| / L_limit", title="Saddle values at the plateaus")
+    for k, lrs, errors in _per_jump(rows, "step_errors", "lr"):
+        e.loglog(lrs, np.maximum(errors, 1e-17), "o-", label=f"jump {k}")
+    e.set(xlabel="step size lr", ylabel="|t_run − t_flow| / t_flow", title="GD against the exact flow (same α)")
+    for ax in (a, b, e):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def aggregate(root: Path, out: Path | None = None) -> list[dict]:
+    """Write aggregate.md, aggregate.csv and aggregate.png into `out` (default: the sweep folder)."""
+    out = out or root
+    rows = collect(root)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "aggregate.md").write_text(markdown(rows))
+    with open(out / "aggregate.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    fig = figure(rows)
+    fig.savefig(out / "aggregate.png", dpi=100)
+    plt.close(fig)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Aggregate the summary.json files of a sweep into a table and a figure.")
+    parser.add_argument("sweep", type=Path, help="folder holding the runs (searched recursively)")
+    parser.add_argument("--out", type=Path, help="where to write aggregate.{md,csv,png} (default: the sweep folder)")
+    args = parser.parse_args()
+    rows = aggregate(args.sweep, args.out)
+    print(markdown(rows))
+    print(f"-> {(args.out or args.sweep) / 'aggregate.md'}, aggregate.csv, aggregate.png")
+
+
+if __name__ == "__main__":
+    main()
