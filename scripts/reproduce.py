@@ -4,7 +4,7 @@
 
 Runs every conf/experiment file (quick: fig1 and deactivation), an α-sweep and a step-size sweep of
 fig1 on the joblib launcher, aggregates both sweeps, and writes report.md embedding the figures and
-the saddle tables (run against the exact flow and the α → 0 limit). Full: ~5 min on 2 cores; quick: ~2.
+the saddle tables (run against the exact flow and the α → 0 limit). Full: ~2 min on 2 cores; quick: ~1.
 """
 
 import argparse
@@ -44,7 +44,7 @@ def saddle_table(summary: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two experiments and shorter sweeps (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="two experiments and shorter sweeps (~1 min)")
     parser.add_argument("--out", type=Path, default=Path("outputs/reproduce") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     args = parser.parse_args()
     out, start = args.out, time.perf_counter()
