@@ -48,12 +48,12 @@ def coordinates_figure(t, betas, tracked, path: SaddlePath, flow_t=None, flow_be
     """β_i(t) for the tracked coordinates (top, linear) and |β_i(t)| (bottom, log): run, flow, limit."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
     grid = np.linspace(0, max(np.max(t), path.times[-1] * 1.1), 2000)
-    limit = path.beta(grid)
+    limit = path.beta(grid, tracked)
     betas = np.asarray(betas)
     for c, i in enumerate(tracked):
         color = f"C{c % 10}"
         top.plot(t, betas[:, c], color=color, label=f"β_{i}", **RUN)
-        top.plot(grid, limit[:, i], color=color, ls=":", lw=1.6)
+        top.plot(grid, limit[:, c], color=color, ls=":", lw=1.6)
         bottom.semilogy(t, np.abs(betas[:, c]), color=color, **RUN)
         if flow_t is not None:
             top.plot(flow_t, flow_betas[:, i], color=color, ls="--", lw=1)
@@ -65,7 +65,7 @@ def coordinates_figure(t, betas, tracked, path: SaddlePath, flow_t=None, flow_be
     top.legend(fontsize=8, ncol=4)
     bottom.set_ylabel("|β_i| (log scale)")
     bottom.set_xlabel("accelerated time t")
-    bottom.set_ylim(1e-12, 10 * max(np.nanmax(np.abs(betas)), np.abs(path.betas).max()))
+    bottom.set_ylim(1e-12, 10 * max(np.nanmax(np.abs(betas)), np.abs(limit).max()))
     fig.tight_layout()
     return fig
 
@@ -74,11 +74,11 @@ def dual_figure(t, duals, tracked, path: SaddlePath) -> plt.Figure:
     """s_i(t) inside [−1, 1]: a coordinate can be non-zero only once |s_i| reaches 1."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     grid = np.linspace(0, max(np.max(t), path.times[-1] * 1.1), 2000)
-    limit = path.dual(grid)
+    limit = path.dual(grid, tracked)
     for c, i in enumerate(tracked):
         color = f"C{c % 10}"
         ax.plot(t, np.asarray(duals)[:, c], color=color, label=f"s_{i}", **RUN)
-        ax.plot(grid, limit[:, i], color=color, ls=":", lw=1.6)
+        ax.plot(grid, limit[:, c], color=color, ls=":", lw=1.6)
     ax.axhspan(-1, 1, color="0.93", zorder=0)
     ax.axhline(1, color="k", lw=0.8)
     ax.axhline(-1, color="k", lw=0.8)

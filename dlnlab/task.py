@@ -55,6 +55,7 @@ class DiagonalTask(pl.LightningModule):
         self._perm: torch.Tensor | None = None
         self._pos = 0
         self._shuffled: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._epoch_storage: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
@@ -85,8 +86,10 @@ class DiagonalTask(pl.LightningModule):
             self._perm = torch.randperm(self.n, generator=self._generator, device=self.device)
             self._pos = 0
             self._shuffled = None
-        if self._shuffled is None:
-            self._shuffled = (self.X[self._perm], self.y[self._perm])
+        if self._shuffled is None:  # reuse the buffers: a fresh 80 MB tensor per epoch costs its page faults
+            Xs, ys = self._epoch_storage if self._epoch_storage is not None else (torch.empty_like(self.X), torch.empty_like(self.y))
+            self._epoch_storage = (torch.index_select(self.X, 0, self._perm, out=Xs), torch.index_select(self.y, 0, self._perm, out=ys))
+            self._shuffled = self._epoch_storage
         return self._shuffled
 
     def training_step(self, batch, batch_idx):

@@ -17,6 +17,8 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -148,20 +150,29 @@ def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None) -> tuple
 
 
 def peak_memory_ratio(n, d, device) -> float:
-    """Peak resident memory added by a dlnlab run (GD, default callbacks), over the size of X."""
-    status = Path("/proc/self/status")
-    if device != "cpu" or not status.exists():
+    """Peak resident memory added by a dlnlab run (GD, default callbacks), over the size of X, measured
+    in a fresh process (this one's heap holds the earlier runs)."""
+    if device != "cpu" or not Path("/proc/self/status").exists():
         return float("nan")
-
-    def rss(key):
-        line = next(x for x in status.read_text().splitlines() if x.startswith(key))
-        return int(line.split()[1]) * 1024
-
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    before = rss("VmRSS:")
-    with tempfile.TemporaryDirectory() as out:
-        train(dlnlab_cfg(n, d, None, device, False, out, 100))
-    return (rss("VmHWM:") - before) / (n * d * 8)
+    probe = f"""
+import tempfile
+from pathlib import Path
+from dlnlab import config
+from dlnlab.train import train
+import scripts.bench as bench
+status = Path("/proc/self/status")
+def rss(key):
+    return int(next(x for x in status.read_text().splitlines() if x.startswith(key)).split()[1]) * 1024
+config.register()
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+before = rss("VmRSS:")
+with tempfile.TemporaryDirectory() as out:
+    train(bench.dlnlab_cfg({n}, {d}, None, "cpu", False, out, 100))
+print((rss("VmHWM:") - before) / ({n} * {d} * 8))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

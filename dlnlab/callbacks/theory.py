@@ -60,9 +60,9 @@ class TheoryOverlay(pl.Callback):
         if self.path is None:
             return {}
         values = {"limit/loss": self.path.loss(t)}
-        beta, s = self.path.beta(t), self.path.dual(t)
-        values.update({f"limit/beta/{i}": beta[i] for i in tracked})
-        values.update({f"limit/dual/{i}": s[i] for i in tracked})
+        beta, s = self.path.beta(t, tracked), self.path.dual(t, tracked)
+        values.update({f"limit/beta/{i}": b for i, b in zip(tracked, beta)})
+        values.update({f"limit/dual/{i}": v for i, v in zip(tracked, s)})
         if self.flow is not None and t <= self.flow.times[-1]:
             beta, s = self.flow.at(t)
             values["flow/loss"] = self._loss(beta)

@@ -36,14 +36,15 @@ class SaddlePath:
         """k with t_k ≤ t < t_{k+1} for each t (β° is right-continuous)."""
         return np.searchsorted(self.times, np.asarray(t, dtype=float), side="right") - 1
 
-    def beta(self, t) -> np.ndarray:
-        """The limit β°(t)."""
-        return self.betas[self.index(t)]
+    def beta(self, t, coords=slice(None)) -> np.ndarray:
+        """The limit β°(t) (only the coordinates `coords`: a long time grid times a large d adds up)."""
+        return self.betas[:, coords][self.index(t)]
 
-    def dual(self, t) -> np.ndarray:
+    def dual(self, t, coords=slice(None)) -> np.ndarray:
         """s(t) = s_k + (t − t_k)·velocity_k: continuous, piecewise linear, inside [−1, 1]."""
         k = self.index(t)
-        return self.duals[k] + (np.asarray(t, dtype=float) - self.times[k])[..., None] * self.velocities[k]
+        return self.duals[:, coords][k] + (np.asarray(t, dtype=float) - self.times[k])[..., None] * \
+            self.velocities[:, coords][k]
 
     def loss(self, t) -> np.ndarray:
         """L(β°(t))."""
