@@ -127,9 +127,9 @@ class PlateauDetector:
         return int(steps[below[0]]) if len(below) else None
 
     def state_dict(self) -> dict:
-        return plain({"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau, "loss0": self.loss0,
-                "window": list(self._window), "partial": self._partial, "trace_steps": list(self._trace_steps),
-                "trace_losses": list(self._trace_losses), "last": self._last})
+        state = plain({"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau,
+                       "loss0": self.loss0, "window": list(self._window), "partial": self._partial, "last": self._last})
+        return {**state, "trace_steps": list(self._trace_steps), "trace_losses": list(self._trace_losses)}  # plain already
 
     def load_state_dict(self, state: dict) -> None:
         self.plateaus = [Plateau(**p) for p in state["plateaus"]]
