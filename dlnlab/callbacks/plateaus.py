@@ -202,7 +202,8 @@ class PlateauLogger(pl.Callback):
         return {"plateaus": [asdict(p) for p in self.plateaus]}
 
     def state_dict(self) -> dict:
-        return plain({"detector": self.detector.state_dict(), "records": [(s, loss, b.tolist()) for s, loss, b in self._records]})
+        records = [(int(s), float(loss), b.tolist()) for s, loss, b in self._records]
+        return {"detector": self.detector.state_dict(), "records": records}  # both plain Python already
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.detector.load_state_dict(state_dict["detector"])
