@@ -115,10 +115,10 @@ def test_uv_conserves_u2_minus_v2_up_to_lr_squared():
     model = UVNetwork(20, 1e-2, shape="random")
     lr = 1e-2
     gd(model, X, y, lr, 3000)  # move into the non-trivial part of the path
-    p, q = model.u_plus_v.detach().clone(), model.u_minus_v.detach().clone()
+    p, q = model.p.detach().clone(), model.q.detach().clone()
     g = torch.as_tensor(X.T @ (X @ model.beta().detach().numpy() - y) / len(y))
     gd(model, X, y, lr, 1)
-    before, after = p * q, model.u_plus_v.detach() * model.u_minus_v.detach()  # u² − v² = (u + v)(u − v)
+    before, after = p * q, model.p.detach() * model.q.detach()  # u² − v² = (u + v)(u − v) = 4pq
     np.testing.assert_allclose(after.numpy(), (before * (1 - lr**2 * g**2)).numpy(), rtol=1e-9)
 
 

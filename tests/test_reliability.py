@@ -120,7 +120,7 @@ def test_step_ten_times_too_large_diverges_cleanly(tmp_path):
     assert len(events.Scalars("train/loss")) > 5  # the event file is intact and readable
     assert not (out / "checkpoints" / "last.ckpt").exists() or \
         torch.isfinite(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"][
-            "model.u_plus_v"]).all()  # never a diverged checkpoint
+            "model.p"]).all()  # never a diverged checkpoint
     suggested = re.search(r"try optim.lr=([0-9.e-]+)", message).group(1)
     assert run_in(tmp_path / "suggested", f"optim.lr={suggested}", "run.t_max=10")["status"] == "completed"
 
