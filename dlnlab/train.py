@@ -32,7 +32,8 @@ from dlnlab.checks import ConfigError, exit_on_config_error
 from dlnlab.task import DiagonalTask
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-SMALL_PROBLEM = 1_000_000  # n·d below which one thread beats two (DESIGN.md)
+SMALL_PROBLEM = 1_000_000
+MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock  # n·d below which one thread beats two (DESIGN.md)
 
 
 def _quiet_lightning() -> None:
@@ -103,6 +104,10 @@ def train(cfg: DictConfig) -> dict:
     steps = math.ceil(cfg.run.t_max * model.time_scale() / lr)
     if cfg.trainer.max_steps > 0:
         steps = min(steps, cfg.trainer.max_steps)
+    elif steps > MAX_STEPS:
+        raise ConfigError(f"run.t_max={cfg.run.t_max:g} needs {steps:.3g} steps (T_α = {model.time_scale():.3g}, "
+                          f"optim.lr={lr:g}): use a larger model.alpha (depth ≥ 3 converges polynomially: 1e-2 is small "
+                          f"there), a larger step, a shorter run.t_max, or cap it with trainer.max_steps")
     task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
                         steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
