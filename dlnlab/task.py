@@ -6,7 +6,6 @@ device-resident X and y, records the loss of every step in `step_losses`, and ad
 `trainer.global_step` by the number of steps taken. Callbacks read that record.
 """
 
-import math
 
 import lightning.pytorch as pl
 import torch
@@ -87,8 +86,11 @@ class DiagonalTask(pl.LightningModule):
             self._pos = 0
             self._shuffled = None
         if self._shuffled is None:  # reuse the buffers: a fresh 80 MB tensor per epoch costs its page faults
-            Xs, ys = self._epoch_storage if self._epoch_storage is not None else (torch.empty_like(self.X), torch.empty_like(self.y))
-            self._epoch_storage = (torch.index_select(self.X, 0, self._perm, out=Xs), torch.index_select(self.y, 0, self._perm, out=ys))
+            if self._epoch_storage is None:
+                self._epoch_storage = (torch.empty_like(self.X), torch.empty_like(self.y))
+            Xs, ys = self._epoch_storage
+            torch.index_select(self.X, 0, self._perm, out=Xs)
+            torch.index_select(self.y, 0, self._perm, out=ys)
             self._shuffled = self._epoch_storage
         return self._shuffled
 

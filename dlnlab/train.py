@@ -18,8 +18,8 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -27,13 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlnlab import config
 from dlnlab.callbacks import AcceleratedTimeProgressBar
-from dlnlab.data import RegressionData
 from dlnlab.checks import ConfigError, exit_on_config_error
+from dlnlab.data import RegressionData
 from dlnlab.task import DiagonalTask
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-SMALL_PROBLEM = 1_000_000
-MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock  # n·d below which one thread beats two (DESIGN.md)
+SMALL_PROBLEM = 1_000_000  # n·d below which one thread beats two (DESIGN.md)
+MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock
 
 
 def _quiet_lightning() -> None:

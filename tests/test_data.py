@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dlnlab.data import check_xy, load, synthetic, worked_example
 from dlnlab.checks import ConfigError
+from dlnlab.data import check_xy, load, synthetic, worked_example
 
 
 def test_synthetic_is_a_sparse_linear_model():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dlnlab.data import synthetic, worked_example
 from dlnlab.checks import ConfigError
+from dlnlab.data import synthetic, worked_example
 from dlnlab.models import DiagonalNetwork, SymmetricNetwork, UVNetwork
 
 MODELS = {

@@ -8,9 +8,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

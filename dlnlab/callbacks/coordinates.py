@@ -4,8 +4,8 @@ import lightning.pytorch as pl
 import numpy as np
 
 from dlnlab.callbacks.scalars import schedule
-from dlnlab.callbacks.tensorboard import add_scalars, writer
 from dlnlab.callbacks.state import plain
+from dlnlab.callbacks.tensorboard import add_scalars, writer
 
 
 class ActiveCoordinates(pl.Callback):

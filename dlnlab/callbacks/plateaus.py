@@ -3,8 +3,9 @@
 A plateau is a stretch of accelerated time over which every sliding window of length `window_t` sees
 the loss vary by at most `rtol` relative (plus `atol`·L(0), so that the approach to a zero loss also
 ends on a plateau): it starts with the first such window and ends with the first window that is not.
-A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is reduced to the minimum and maximum over bins of `window_t / bins` (vectorised over each
-block of steps), so detection costs a few operations per bin, whatever the number of steps. A
+A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is reduced
+to the minimum and maximum over bins of `window_t / bins` (vectorised over each block of steps), so
+detection costs a few operations per bin, whatever the number of steps. A
 compressed trace of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump
 its empirical time: where the loss first crosses the geometric midpoint of the two plateau levels.
 """
@@ -16,8 +17,8 @@ import lightning.pytorch as pl
 import numpy as np
 
 from dlnlab.callbacks.scalars import schedule
-from dlnlab.callbacks.tensorboard import writer
 from dlnlab.callbacks.state import plain
+from dlnlab.callbacks.tensorboard import writer
 
 JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it (see SaddlePath.jump_levels)
 

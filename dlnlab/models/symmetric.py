@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from dlnlab.checks import ConfigError
-from dlnlab.theory.flow import MirrorMap
 from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
+from dlnlab.theory.flow import MirrorMap
 
 
 class SymmetricNetwork(DiagonalNetwork):
