@@ -16,7 +16,7 @@ from omegaconf import MISSING
 class RunConfig:
     t_max: float = MISSING  # train until this accelerated time t = tau / T_alpha
     seed: int = MISSING  # SGD's mini-batch sampling
-    steps_per_call: int = MISSING  # optimiser steps per Lightning training_step
+    steps_per_call: Optional[int] = None  # optimiser steps per Lightning training_step (None: by problem size)
     record_every_t: float = MISSING  # the task records β and s this often (accelerated time) for callbacks
     divergence_factor: float = MISSING  # a loss above this many times L(0) (or non-finite) stops the run
     num_threads: Optional[int] = None  # torch CPU threads; None: 1 for small problems, else all

@@ -70,7 +70,7 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"optim.batch_size={optim.batch_size!r} is for SGD: use optim=sgd, or drop it for GD")
     if not (math.isfinite(run.t_max) and run.t_max > 0):
         raise ConfigError(f"run.t_max={run.t_max!r} must be a positive accelerated time (e.g. run.t_max=10)")
-    if run.steps_per_call < 1:
+    if run.steps_per_call is not None and run.steps_per_call < 1:
         raise ConfigError(f"run.steps_per_call={run.steps_per_call!r} must be ≥ 1")
     if not run.record_every_t > 0:
         raise ConfigError(f"run.record_every_t={run.record_every_t!r} must be a positive accelerated time")
@@ -81,6 +81,12 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint (runs save <run dir>/checkpoints/last.ckpt)")
     if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
+
+
+def steps_per_call(n: int, d: int) -> int:
+    """Optimiser steps per training_step: Lightning and the callbacks cost ~2 ms a call, so small
+    problems (a few µs a step) take up to 10,000 steps a call; from n·d = 20,000 on, 1000."""
+    return max(1000, min(10_000, 2 * 10**7 // (n * d)))
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -109,7 +115,7 @@ def train(cfg: DictConfig) -> dict:
                           f"optim.lr={lr:g}): use a larger model.alpha (depth ≥ 3 converges polynomially: 1e-2 is small "
                           f"there), a larger step, a shorter run.t_max, or cap it with trainer.max_steps")
     task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
-                        steps_per_call=cfg.run.steps_per_call, seed=cfg.run.seed,
+                        steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d), seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
                         divergence_factor=cfg.run.divergence_factor)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
