@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from dlnlab.theory import SaddlePath  # noqa: E402
 
 RUN, FLOW, LIMIT = dict(lw=1.8), dict(ls="--", lw=1.2), dict(ls=":", lw=1.6, color="k")
+MARGINS = dict(left=0.11, right=0.97, bottom=0.12, top=0.91)  # fixed: tight_layout was 60% of drawing time
 
 
 def _jump_lines(ax, path: SaddlePath, label=True) -> None:
@@ -40,7 +41,7 @@ def loss_figure(t, loss, path: SaddlePath, flow_t=None, flow_loss=None, run_jump
     ax.set_ylabel("training loss L(β)")
     ax.set_title("Loss: plateaus at saddles, jumps between them (dots: run's jump times)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(**MARGINS)
     return fig
 
 
@@ -66,7 +67,7 @@ def coordinates_figure(t, betas, tracked, path: SaddlePath, flow_t=None, flow_be
     bottom.set_ylabel("|β_i| (log scale)")
     bottom.set_xlabel("accelerated time t")
     bottom.set_ylim(1e-12, 10 * max(np.nanmax(np.abs(betas)), np.abs(limit).max()))
-    fig.tight_layout()
+    fig.subplots_adjust(**{**MARGINS, "bottom": 0.08, "top": 0.95, "hspace": 0.08})
     return fig
 
 
@@ -87,7 +88,7 @@ def dual_figure(t, duals, tracked, path: SaddlePath) -> plt.Figure:
     ax.set_ylabel("dual variable s_i")
     ax.set_title("Dual s(t) = −∫∇L: run (solid), limit (dotted)")
     ax.legend(fontsize=8, ncol=4)
-    fig.tight_layout()
+    fig.subplots_adjust(**MARGINS)
     return fig
 
 
@@ -111,7 +112,7 @@ def path3d_figure(betas, tracked, path: SaddlePath) -> plt.Figure | None:
     ax.set_zlabel(f"β_{idx[2]}")
     ax.set_title("Saddle-to-saddle path of the three largest coordinates")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.92, bottom=0.04, top=0.94)
     return fig
 
 
