@@ -1,4 +1,5 @@
-"""Aggregate a sweep: every summary.json under a folder into one table (markdown and CSV) and one figure.
+"""Aggregate a sweep: every summary.json under a folder (a multirun's jobs, a replica run's replicas) into one
+table (markdown and CSV) and one figure.
 
     python scripts/aggregate.py outputs/multirun/<sweep>      (or dlnlab-aggregate)
 
@@ -31,14 +32,13 @@ def _rel(a, b) -> float | None:
     return None if a is None or b in (None, 0) else abs(a / b - 1)
 
 
-def row(path: Path, root: Path) -> dict:
-    """One job's line of the table, from its summary.json."""
-    summary = json.loads(path.read_text())
+def row(summary: dict, job: str) -> dict:
+    """One job's (or one replica's) line of the table, from its summary."""
     saddles = summary.get("saddles", [])[1:]
     values = [_rel(s["loss_run"], s["loss_limit"]) for s in saddles
               if s.get("detected") == "plateau" and s["loss_limit"] > 0]
     return {
-        "job": str(path.parent.relative_to(root)) or ".",
+        "job": job,
         "alpha": summary["alpha"], "log_inv_alpha": math.log(1 / summary["alpha"]), "lr": summary["lr"],
         "method": summary["config"]["optim"]["method"], "status": summary["status"],
         "reached": sum(s["t_run"] is not None for s in saddles), "saddles": len(saddles),
@@ -53,7 +53,12 @@ def collect(root: Path) -> list[dict]:
     paths = sorted(root.rglob("summary.json"))
     if not paths:
         raise SystemExit(f"aggregate: no summary.json under {root}: give the folder of a sweep (outputs/multirun/...)")
-    return sorted((row(p, root) for p in paths), key=lambda r: (-r["log_inv_alpha"], -r["lr"]))
+    rows = []
+    for path in paths:  # a run's summary, or a replica run's with one entry per replica
+        summary, job = json.loads(path.read_text()), path.parent.relative_to(root)
+        rows += [row(entry, str(job / "replicas" / entry["replica"])) for entry in summary["replicas"]] \
+            if "replicas" in summary else [row(summary, str(job))]
+    return sorted(rows, key=lambda r: (-r["log_inv_alpha"], -r["lr"]))
 
 
 def _fmt(value) -> str:

@@ -26,7 +26,7 @@ class RunConfig:
 @dataclass
 class OptimConfig:
     method: str = MISSING  # gd (full batch) or sgd (mini-batches)
-    lr: float = MISSING
+    lr: Any = MISSING  # a step size, or a list of them: one replica each (dlnlab.replicas)
     batch_size: Optional[int] = None  # sgd only
 
 
@@ -64,9 +64,9 @@ class FixtureDataConfig:
 @dataclass
 class UVModelConfig:
     _target_: str = "dlnlab.models.UVNetwork"
-    alpha: float = MISSING
+    alpha: Any = MISSING  # the initialisation scale, or a list of them: one replica each (dlnlab.replicas)
     shape: Any = MISSING  # uniform, random, or a list of d positive numbers
-    shape_seed: int = MISSING
+    shape_seed: Any = MISSING  # the seed of shape=random, or a list of seeds: one replica each
     dtype: str = MISSING
 
 

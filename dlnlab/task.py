@@ -13,6 +13,12 @@ import torch
 from dlnlab.models import DiagonalNetwork
 
 
+def steps_per_call(n: int, d: int) -> int:
+    """Optimiser steps per training_step: Lightning and the callbacks cost ~2 ms a call, so small
+    problems (a few µs a step) take up to 10,000 steps a call; from n·d = 20,000 on, 1000."""
+    return max(1000, min(10_000, 2 * 10**7 // (n * d)))
+
+
 class DiagonalTask(pl.LightningModule):
     """GD (batch_size None: full batch) or SGD (random reshuffling: each epoch a fresh permutation
     of the n samples, cut into batches of `batch_size`, the remainder dropped) with a constant step.
@@ -27,7 +33,7 @@ class DiagonalTask(pl.LightningModule):
 
     def __init__(self, model: DiagonalNetwork, X: torch.Tensor, y: torch.Tensor, lr: float,
                  batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100,
-                 divergence_factor: float = 1e4):
+                 divergence_factor: float = 1e4, max_steps: int | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -41,6 +47,8 @@ class DiagonalTask(pl.LightningModule):
         self.status = "running"
         self.stop_requested = False
         self.divergence_factor = divergence_factor
+        self.max_steps = max_steps  # the steps to reach run.t_max (train() sets it; the trainer's max_steps holds it too)
+        self.steps_done = 0
         self.initial_loss: float | None = None
         self.diverged_at: int | None = None
         self.step_losses = torch.empty(0, dtype=dtype)
@@ -99,21 +107,34 @@ class DiagonalTask(pl.LightningModule):
         first = self.trainer.global_step
         with torch.no_grad():
             losses, records = self._steps(first, k)
+        self.take(first, losses, records)
+        _count_optimizer_steps(self.trainer, k)
+        if self.status == "diverged":
+            self.trainer.should_stop = True
+        elif self.stop_requested:
+            self.status = "interrupted"
+            self.trainer.should_stop = True
+
+    def take(self, first: int, losses: torch.Tensor, records: list) -> None:
+        """Make a block of steps the current record (losses from step `first` on, records as (step, β, s)),
+        and mark the run diverged at its first loss that is not finite or above divergence_factor·L(β_0)."""
         self.first_step = first
         self.step_losses = losses
+        self.steps_done = first + len(losses)
         self.record_steps = [step for step, _, _ in records]
         self.record_betas = torch.stack([b for _, b, _ in records]) if records else losses.new_empty((0, self.X.shape[1]))
         self.record_duals = torch.stack([s for _, _, s in records]) if records and records[0][2] is not None else None
-        _count_optimizer_steps(self.trainer, k)
         if self.initial_loss is None:
             self.initial_loss = float(losses[0])
         bad = ~torch.isfinite(losses) | (losses > self.divergence_factor * self.initial_loss)
         if bad.any():
             self.status, self.diverged_at = "diverged", first + int(bad.nonzero()[0])
-            self.trainer.should_stop = True
-        elif self.stop_requested:
-            self.status = "interrupted"
-            self.trainer.should_stop = True
+
+    def progress(self) -> dict[str, str]:
+        """What the progress bar shows after a block: accelerated time and the loss."""
+        if not len(self.step_losses):
+            return {}
+        return {"t": f"{self.accelerated_time(self.steps_done):.3f}", "loss": f"{float(self.step_losses[-1]):.3e}"}
 
     def _steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
         """k optimiser steps on the device, with as few tensor operations per step as possible:

@@ -26,10 +26,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from dlnlab import config
+from dlnlab.aggregate import aggregate
 from dlnlab.callbacks import AcceleratedTimeProgressBar
+from dlnlab.callbacks.replicas import ReplicaCallbacks
 from dlnlab.checks import ConfigError, exit_on_config_error
 from dlnlab.data import RegressionData
-from dlnlab.task import DiagonalTask
+from dlnlab.replicas import ReplicaTask, expand, replica_steps_per_call
+from dlnlab.summary import finite, replica_summary, report
+from dlnlab.task import DiagonalTask, steps_per_call
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 SMALL_PROBLEM = 1_000_000  # n·d below which one thread beats two (DESIGN.md)
@@ -83,12 +87,6 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
 
 
-def steps_per_call(n: int, d: int) -> int:
-    """Optimiser steps per training_step: Lightning and the callbacks cost ~2 ms a call, so small
-    problems (a few µs a step) take up to 10,000 steps a call; from n·d = 20,000 on, 1000."""
-    return max(1000, min(10_000, 2 * 10**7 // (n * d)))
-
-
 def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
@@ -97,15 +95,10 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.run.output_dir)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...)."""
-    _quiet_lightning()
-    out = output_dir(cfg)
-    data = RegressionData(*build(cfg.data, "data"))
+def make_task(cfg: DictConfig, data: RegressionData) -> DiagonalTask:
+    """The model and its training task as configured, every value checked before any work is done."""
     model = build(cfg.model, "model", d=data.d)
     check_run(cfg, data.n)
-    torch.set_num_threads(cfg.run.num_threads or (1 if data.n * data.d < SMALL_PROBLEM else torch.get_num_threads()))
-
     lr = cfg.optim.lr
     steps = math.ceil(cfg.run.t_max * model.time_scale() / lr)
     if cfg.trainer.max_steps > 0:
@@ -114,15 +107,40 @@ def train(cfg: DictConfig) -> dict:
         raise ConfigError(f"run.t_max={cfg.run.t_max:g} needs {steps:.3g} steps (T_α = {model.time_scale():.3g}, "
                           f"optim.lr={lr:g}): use a larger model.alpha (depth ≥ 3 converges polynomially: 1e-2 is small "
                           f"there), a larger step, a shorter run.t_max, or cap it with trainer.max_steps")
-    task = DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
+    return DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
                         steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d), seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
-                        divergence_factor=cfg.run.divergence_factor)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+                        divergence_factor=cfg.run.divergence_factor, max_steps=steps)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...).
+
+    With a list in a key of dlnlab.replicas.REPLICABLE (e.g. model.alpha=[1e-5,1e-20]) the run trains
+    one replica per value, stacked; each writes to <run>/replicas/<i>_<key>=<value>/ and has its entry
+    under "replicas" in the summary."""
+    _quiet_lightning()
+    out = output_dir(cfg)
+    data = RegressionData(*build(cfg.data, "data"))
+    replicas = expand(cfg)
+    tasks = [make_task(c, data) for _, c in replicas] or [make_task(cfg, data)]
+    small = data.n * data.d * len(tasks) < SMALL_PROBLEM
+    torch.set_num_threads(cfg.run.num_threads or (1 if small else torch.get_num_threads()))
+    if replicas:
+        task = ReplicaTask(tasks, cfg.run.steps_per_call or replica_steps_per_call(data.n, data.d, len(tasks)))
+        roots = [out / "replicas" / name for name, _ in replicas]
+        per_replica = [[instantiate(c) for c in cfg.callbacks.values()] for _ in replicas]
+        loggers = [instantiate(cfg.logger, save_dir=str(root)) if cfg.logger else None for root in roots]
+        found = ReplicaCallbacks(roots, loggers, [[c for c in cs if not isinstance(c, Checkpoint)] for cs in per_replica])
+        callbacks = [found] + [c for c in per_replica[0] if isinstance(c, Checkpoint)]  # one checkpoint of the stack
+        logger = False
+    else:
+        task = tasks[0]
+        callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+        logger = instantiate(cfg.logger, save_dir=str(out)) if cfg.logger else False
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
-    logger = instantiate(cfg.logger, save_dir=str(out)) if cfg.logger else False
-    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
+    trainer = pl.Trainer(max_steps=task.max_steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
                          devices=cfg.trainer.devices, enable_progress_bar=cfg.trainer.enable_progress_bar,
                          logger=logger, callbacks=callbacks, default_root_dir=str(out),
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
@@ -133,14 +151,18 @@ def train(cfg: DictConfig) -> dict:
         with stop_on_signals(task), contextlib.suppress(SIGTERMException):  # already stopped cleanly
             trainer.fit(task, datamodule=data, ckpt_path=cfg.ckpt_path)
     finally:
-        summary = summarize(trainer, task, cfg, wall_time_s=time.perf_counter() - start)
-        for callback in callbacks:  # callbacks add their findings (plateaus, saddles) to the summary
-            if hasattr(callback, "summary"):
-                summary.update(callback.summary())
-        if task.status == "diverged":
-            summary["message"] = divergence_message(task, data)
+        wall_time_s = time.perf_counter() - start
+        if replicas:
+            entries = [{"replica": name, **report(view, replica, c, findings, wall_time_s)} for (name, c), view, replica,
+                       findings in zip(replicas, found.views(trainer, task), task.replicas, found.summaries())]
+            summary = replica_summary(trainer, entries, cfg, wall_time_s)
+        else:
+            findings = {k: v for c in callbacks if hasattr(c, "summary") for k, v in c.summary().items()}
+            summary = report(trainer, task, cfg, findings, wall_time_s)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(finite(summary), indent=2) + "\n")
+    if replicas:
+        aggregate(out)  # the sweep's table and figure (aggregate.md, .csv, .png), as for a multirun
     return summary
 
 
@@ -164,59 +186,20 @@ def stop_on_signals(task: DiagonalTask):
             signal.signal(sig, handler)
 
 
-def divergence_message(task: DiagonalTask, data: RegressionData) -> str:
-    """Why the run stopped, and a step size that should be stable (from the data's largest curvature)."""
-    curvature = float(torch.linalg.matrix_norm(data.X, ord=2) ** 2) / data.n  # λ_max(XᵀX/n)
-    scale = max(1.0, float(task.model.beta().detach().abs().nan_to_num(0, 0, 0).max()))
-    suggestion = min(task.lr / 10, 0.5 / (curvature * scale))
-    return (f"the loss diverged at step {task.diverged_at} (t = {task.accelerated_time(task.diverged_at):.4g}) "
-            f"with optim.lr={task.lr:g}: the data's largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a "
-            f"diagonal network needs roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
-
-
-def _finite(value):
-    """JSON has no NaN or inf: non-finite numbers (a diverged run's β) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_time_s: float) -> dict:
-    """The contract scripts rely on: summary.json (DESIGN.md, "Callbacks")."""
-    if task.status == "running":
-        task.status = "interrupted" if trainer.interrupted or trainer.global_step < trainer.max_steps else "completed"
-    steps = trainer.global_step
-    return {
-        "status": task.status,
-        "steps": steps,
-        "t_reached": task.accelerated_time(steps),
-        "final_loss": task.loss(),
-        "beta": task.model.beta().detach().cpu().tolist(),
-        "dual": None if (dual := task.model.dual()) is None else dual.cpu().tolist(),
-        "alpha": task.model.alpha,
-        "lr": task.lr,
-        "time_scale": task.model.time_scale(),
-        "n": task.n,
-        "d": task.X.shape[1],
-        "wall_time_s": wall_time_s,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
     with exit_on_config_error("dlnlab-train"):
         summary = train(cfg)
-    print(f"{summary['status']}: {summary['steps']} steps to t = {summary['t_reached']:.4g}, "
-          f"final loss {summary['final_loss']:.3e} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
-    if summary["status"] == "diverged":
-        print(f"dlnlab-train: {summary['message']}", file=sys.stderr)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep goes on; its summaries say which diverged
-            sys.exit(1)
+    entries = summary.get("replicas", [summary])
+    for entry in entries:
+        print(f"{entry.get('replica', '') + ': ' if 'replica' in entry else ''}{entry['status']}: {entry['steps']} "
+              f"steps to t = {entry['t_reached']:.4g}, final loss {entry['final_loss']:.3e}")
+        if entry["status"] == "diverged":
+            print(f"dlnlab-train: {entry.get('replica', '') + ': ' if 'replica' in entry else ''}{entry['message']}",
+                  file=sys.stderr)
+    print(f"{summary['status']} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
+    if all(entry["status"] == "diverged" for entry in entries) and HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(1)  # a sweep (or a replica run with some replicas left) goes on; its summaries say which diverged
 
 
 def cli() -> None:

@@ -8,7 +8,8 @@ For each size (float64) and for GD and SGD it measures steps/s of
   dlnlab    Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
   quiet     the same with no callbacks and no logger (so logging's share is dlnlab vs quiet);
 and, for GD, a user model given only beta() (autograd) through dlnlab against the same model in a
-bare autograd loop. dlnlab's per-step cost is the slope between two run lengths, so fixed costs
+bare autograd loop, and replica runs (a seed sweep of E = 8 and 64 networks stacked, dlnlab.replicas):
+network-steps/s against one network through dlnlab. dlnlab's per-step cost is the slope between two run lengths, so fixed costs
 (start-up, the theory at fit start, figures at the end) are reported apart. Peak memory of the
 dlnlab path over the data's own size is measured at the largest size. Medians of --repeats.
 """
@@ -122,7 +123,7 @@ def _sync(X):
         torch.cuda.synchronize()
 
 
-def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None):
+def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None):
     overrides = [f"data.n={n}", f"data.d={d}", "data.k=5", f"model.alpha={ALPHA}", f"optim.lr={LR}",
                  "run.t_max=1e9", f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false",
                  f"trainer.accelerator={device}", f"run.output_dir={out}"]
@@ -130,6 +131,9 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None):
         overrides += ["optim=sgd", f"optim.batch_size={batch}"]
     if quiet:
         overrides += ["callbacks=none", "~logger"]
+    if replicas:  # a seed sweep: E networks of random initialisation shapes, the same clock
+        overrides += ["model.shape=random", f"model.shape_seed=[{','.join(map(str, range(replicas)))}]",
+                      "callbacks.theory.figures=false"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     if model is not None:
@@ -137,11 +141,11 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None):
     return cfg
 
 
-def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None) -> tuple[float, float]:
+def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None, replicas=None) -> tuple[float, float]:
     """(steps/s from the slope between runs of `steps` and 2·`steps`, fixed cost in s)."""
     def fit_time(count):
         with tempfile.TemporaryDirectory() as out:
-            return train(dlnlab_cfg(n, d, batch, device, quiet, out, count, model))["wall_time_s"]
+            return train(dlnlab_cfg(n, d, batch, device, quiet, out, count, model, replicas))["wall_time_s"]
     fit_time(50)
     short = statistics.median(fit_time(steps) for _ in range(repeats))
     long = statistics.median(fit_time(2 * steps) for _ in range(repeats))
@@ -179,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["20x40", "100x1000", "1000x10000"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--replicas", nargs="*", type=int, default=[8, 64], help="stack sizes E for the replica rows")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -208,6 +213,15 @@ def main() -> None:
             if method == "gd":
                 line += f"  | autograd dlnlab/bare {row['autograd_dlnlab'] / row['autograd_bare']:.2f}x"
             print(line, flush=True)
+            if method != "gd":
+                continue
+            for replicas in args.replicas:  # network-steps/s of a stack of E replicas against one network
+                rate, _ = dlnlab_rate(n, d, None, args.device, False, max(20, steps * 8 // replicas), args.repeats,
+                                      replicas=replicas)
+                results.append({"size": size, "method": "gd", "device": args.device, "replicas": replicas,
+                                "network_steps": replicas * rate, "single_network_steps": row["dlnlab"]})
+                print(f"{size:>10}  gd: {replicas:3d} replicas {replicas * rate:10.0f} network-steps/s  | over one "
+                      f"network {replicas * rate / row['dlnlab']:.2f}x", flush=True)
     largest = max(args.sizes, key=lambda s: eval(s.replace("x", "*")))
     n, d = map(int, largest.split("x"))
     memory = peak_memory_ratio(n, d, args.device)

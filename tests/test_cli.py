@@ -57,7 +57,8 @@ def test_overrides_and_experiment_and_depth(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.alpha=-1", "dlnlab-train: error: model.alpha=-1.0 must be a number in (0, 1)"),
+    ("model.alpha=-1", "dlnlab-train: error: model.alpha=-1 must be a number in (0, 1)"),
+    ("model.alpha=abc", "dlnlab-train: error: model.alpha='abc' must be a number or a list of them"),
     ("model.alpah=1e-3", "Key 'alpah' not in 'UVModelConfig'"),
     ("data.path=x.npz", "Key 'path' not in 'SyntheticDataConfig'"),
 ])

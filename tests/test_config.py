@@ -39,9 +39,9 @@ def test_typos_and_wrong_types_fail_at_composition(override, error):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model.alpha=0"], "model.alpha=0.0 must be a number in (0, 1)"),
+    (["model.alpha=0"], "model.alpha=0 must be a number in (0, 1)"),
     (["model.alpha=-1e-3"], "model.alpha=-0.001"),
-    (["optim.lr=0"], "optim.lr=0.0 must be a positive step size"),
+    (["optim.lr=0"], "optim.lr=0 must be a positive step size"),
     (["optim.lr=-0.1"], "optim.lr=-0.1"),
     (["model=symmetric", "model.depth=1"], "model.depth=1 must be an integer ≥ 2"),
     (["run.t_max=0"], "run.t_max=0.0 must be a positive accelerated time"),

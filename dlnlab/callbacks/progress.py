@@ -13,10 +13,7 @@ class AcceleratedTimeProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description("steps")
 
     def get_metrics(self, trainer, pl_module) -> dict:
-        if not len(pl_module.step_losses):
-            return {}
-        return {"t": f"{pl_module.accelerated_time(trainer.global_step):.3f}",
-                "loss": f"{float(pl_module.step_losses[-1]):.3e}"}
+        return pl_module.progress()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.is_enabled:  # once per block of steps: cheap next to the block itself

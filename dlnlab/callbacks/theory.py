@@ -35,7 +35,8 @@ class TheoryOverlay(pl.Callback):
             warnings.warn(f"{type(model).__name__} has no clock (time_scale): no theory overlay", stacklevel=2)
             return
         self._X, self._y = pl_module.X.cpu().numpy(), pl_module.y.cpu().numpy()
-        self.path = saddle_path(self._X, self._y)
+        if self.path is None:  # replicas of one run share theirs (same X, y)
+            self.path = saddle_path(self._X, self._y)
         steps_per_t = model.time_scale() / pl_module.lr
         horizon = max(trainer.max_steps / steps_per_t, self.path.times[-1] * 1.05)
         mirror = model.mirror_map()

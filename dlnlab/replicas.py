@@ -1,0 +1,259 @@
+"""Replicas: a whole sweep (α, initialisation seed, step size) as one run, at matrix-matrix speed.
+
+`model.alpha=[1e-5,1e-20,1e-100]` (likewise `model.shape_seed=[...]`, `optim.lr=[...]`; several lists
+give their product, like a Hydra sweep) trains one network per value on the same X, y. Their
+parameters are stacked on a leading replica axis, so each step's two mat-vecs become two mat-mats.
+Each replica keeps its own clock and its own number of steps to reach run.t_max; one that finishes or
+diverges stops updating while the others go on. Every replica is a `DiagonalTask` of its own, whose
+model's parameters are views of its row of the stack: the callbacks, the theory and the summary see
+it exactly as they see a separate run.
+"""
+
+import copy
+import itertools
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from dlnlab.checks import ConfigError
+from dlnlab.models import DiagonalNetwork
+from dlnlab.task import DiagonalTask, _count_optimizer_steps, steps_per_call
+
+REPLICABLE = {"model.alpha": float, "model.shape_seed": int, "optim.lr": float}  # may vary between networks on one X, y
+BLOCK_BYTES = 2**25  # cap on the residual record of a block (steps × replicas × n floats): 32 MB
+
+
+def expand(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """One (name, config) per replica when a key of REPLICABLE holds a list (the product of all lists,
+    named like the jobs of a Hydra sweep: `0_model.alpha=1e-05`); [] when none does (a single run)."""
+    lists = {}
+    for key, kind in REPLICABLE.items():
+        value = OmegaConf.select(cfg, key)
+        values = list(value) if OmegaConf.is_list(value) else [value]
+        if not values:
+            raise ConfigError(f"{key}=[] is empty: give a value, or a list of values for one replica each")
+        if any(isinstance(v, bool) or not isinstance(v, (int, kind)) for v in values if v is not None):
+            raise ConfigError(f"{key}={value!r} must be a{'n integer' if kind is int else ' number'} or a list of "
+                              f"them, one replica each (e.g. {key}=[{'0,1,2' if kind is int else '1e-5,1e-20'}])")
+        if OmegaConf.is_list(value):
+            lists[key] = values
+    if not lists:
+        return []
+    replicas = []
+    for i, values in enumerate(itertools.product(*lists.values())):
+        replica = copy.deepcopy(cfg)
+        for key, value in zip(lists, values):
+            OmegaConf.update(replica, key, value)
+        replicas.append((f"{i}_" + ",".join(f"{key}={value}" for key, value in zip(lists, values)), replica))
+    return replicas
+
+
+def replica_steps_per_call(n: int, d: int, replicas: int) -> int:
+    """Steps per training_step for a stack: as for one network of E times the work, with the block's
+    residual record within BLOCK_BYTES."""
+    return max(1, min(steps_per_call(n, d * replicas), BLOCK_BYTES // (8 * replicas * n)))
+
+
+def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Replace the parameter or buffer at the dotted `name` by `value` (no copy)."""
+    prefix, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(prefix)
+    (owner._parameters if isinstance(value, nn.Parameter) else owner._buffers)[leaf] = value
+
+
+def _tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return list(model.named_parameters()) + list(model.named_buffers())
+
+
+def _like(model: nn.Module, rows) -> nn.Module:
+    """A module of model's class whose parameters and buffers are views `rows` of model's (model stacked)."""
+    view = copy.deepcopy(model, memo={id(t): t for _, t in _tensors(model)})  # the structure, not the tensors
+    for name, t in _tensors(model):
+        _set(view, name, nn.Parameter(t.data[rows], requires_grad=t.requires_grad) if isinstance(t, nn.Parameter)
+             else t[rows])
+    return view
+
+
+def stack(models: list[DiagonalNetwork]) -> DiagonalNetwork:
+    """One module of the models' class holding their parameters and buffers stacked on a leading axis:
+    its beta() and _descend() act on every replica at once when they are elementwise in the parameters
+    (all diagonal networks are). Checked here on the models' own values, with a clear error if not."""
+    first = models[0]
+    shapes = [[(name, t.shape) for name, t in _tensors(m)] for m in models]
+    if any(type(m) is not type(first) for m in models) or any(s != shapes[0] for s in shapes):
+        raise ConfigError("replicas must be the same model with parameters of the same shapes")
+    stacked = copy.deepcopy(first, memo={id(t): t for _, t in _tensors(first)})
+    for name, t in _tensors(first):
+        values = torch.stack([dict(_tensors(m))[name].detach() for m in models])
+        _set(stacked, name, nn.Parameter(values, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else values)
+    try:
+        with torch.no_grad():
+            h = torch.rand_like(torch.stack([m.beta() for m in models])) * 1e-3
+            trial, singles = copy.deepcopy(stacked), [copy.deepcopy(m) for m in models]
+            trial._descend(h)
+            for e, single in enumerate(singles):
+                single._descend(h[e])
+            ok = torch.equal(stacked.beta(), torch.stack([m.beta() for m in models])) and torch.allclose(
+                trial.beta(), torch.stack([m.beta() for m in singles]), rtol=1e-12, atol=0)
+    except RuntimeError:  # shapes that do not broadcast
+        ok = False
+    if not ok:
+        raise ConfigError(f"{type(first).__name__} cannot be stacked into replicas: its beta() or its step is not "
+                          "elementwise in parameters stacked on a leading axis; sweep the values instead "
+                          "(dlnlab-train -m model.alpha=1e-5,1e-20)")
+    return stacked
+
+
+class ReplicaTask(DiagonalTask):
+    """E replicas (DiagonalTasks sharing X, y, the optimiser and its batches) trained as one stack.
+
+    Rows of the stack are kept in `order` (row → replica): replicas still running first, the one with the
+    most steps to go first, so that the rows still stepping are always a prefix and a replica that reaches
+    its own step count simply drops off the end of it, mid-block. A replica that diverges is moved out of
+    the prefix at the end of its block. After each block every replica that stepped holds its own record
+    (`step_losses`, `record_*`, `steps_done`, `status`) for the callbacks, and `ran` lists them.
+    """
+
+    def __init__(self, replicas: list[DiagonalTask], steps_per_call: int):
+        order = sorted(range(len(replicas)), key=lambda e: -replicas[e].max_steps)
+        first = replicas[order[0]]
+        super().__init__(stack([replicas[e].model for e in order]), first.X, first.y, lr=first.lr,
+                         batch_size=first.batch_size, steps_per_call=steps_per_call, seed=first.seed,
+                         divergence_factor=first.divergence_factor, max_steps=first.max_steps)
+        self.order = order
+        self.replicas = replicas  # a plain list: their models are views of the stack, saved with it
+        self.longest = self.order[0]
+        lrs = [replicas[e].lr for e in self.order]
+        self.register_buffer("lrs", None if len(set(lrs)) == 1 else torch.tensor(lrs, dtype=self.X.dtype)[:, None],
+                             persistent=False)
+        self.ran: list[int] = []
+        self._narrowed: dict[int, DiagonalNetwork] = {}
+
+    @property
+    def active(self) -> int:
+        """How many rows (a prefix of `order`) still step."""
+        return sum(self.replicas[e].status == "running" and self.replicas[e].steps_done < self.replicas[e].max_steps
+                   for e in self.order)
+
+    def accelerated_time(self, step: int) -> float:
+        """The run's clock is its longest replica's (from 0 to run.t_max)."""
+        return self.replicas[self.longest].accelerated_time(step)
+
+    def progress(self) -> dict[str, str]:
+        head = self.replicas[self.order[0]]
+        return {**head.progress(), "running": f"{self.active}/{len(self.replicas)}"}
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self._bind()
+
+    def _bind(self) -> None:
+        """Point each replica's model at its row of the stack (again after a move to the device or a reorder)."""
+        self._narrowed = {}
+        for row, e in enumerate(self.order):
+            replica = self.replicas[e]
+            replica.X, replica.y = self.X, self.y
+            for name, t in _tensors(self.model):
+                _set(replica.model, name, nn.Parameter(t.data[row], requires_grad=t.requires_grad)
+                     if isinstance(t, nn.Parameter) else t[row])
+
+    def _rows(self, m: int) -> DiagonalNetwork:
+        """The first m rows of the stack, as a module (views; cached)."""
+        if m not in self._narrowed:
+            self._narrowed[m] = self.model if m == len(self.order) else _like(self.model, slice(0, m))
+        return self._narrowed[m]
+
+    def training_step(self, batch, batch_idx):
+        first = self.trainer.global_step
+        rows = self.active
+        k = min(self.steps_per_call, self.replicas[self.order[0]].max_steps - first)
+        with torch.no_grad():
+            losses, records = self._steps(first, k, rows)
+        self.ran = self.order[:rows]
+        for row, e in enumerate(self.ran):
+            replica = self.replicas[e]
+            replica.take(first, losses[:min(k, replica.max_steps - first), row],
+                         [(step, beta, dual) for r, step, beta, dual in records if r == row])
+            if replica.status == "running" and self.stop_requested:
+                replica.status = "interrupted"
+        _count_optimizer_steps(self.trainer, k)
+        self.step_losses = self.replicas[self.order[0]].step_losses
+        if any(self.replicas[e].status == "diverged" for e in self.ran):
+            self._reorder()
+        if self.stop_requested:
+            self.status = "interrupted"
+        elif not self.active:
+            self.status = "diverged" if all(r.status == "diverged" for r in self.replicas) else "running"
+        self.trainer.should_stop = self.stop_requested or not self.active
+
+    def _reorder(self) -> None:
+        """Rows of replicas still running first (most steps to go first), stopped ones after: move the data."""
+        order = sorted(self.order, key=lambda e: (self.replicas[e].status != "running", -self.replicas[e].max_steps))
+        rows = torch.tensor([self.order.index(e) for e in order], device=self.X.device)
+        for _, t in _tensors(self.model):
+            t.data.copy_(t.data[rows])
+        if self.lrs is not None:
+            self.lrs.copy_(self.lrs[rows])
+        self.order = order
+        self._bind()
+
+    def _steps(self, first: int, k: int, rows: int) -> tuple[torch.Tensor, list]:
+        """k steps of the first `rows` rows; row r stops after its replica's own step count. Returns the
+        losses (k, rows), valid for row r up to that count, and records (row, step, β, s)."""
+        X, y = self.X, self.y
+        n, d = X.shape
+        ends = [self.replicas[e].max_steps - first for e in self.order[:rows]]  # non-increasing
+        plan: dict[int, list[int]] = {}
+        for r, e in enumerate(self.order[:rows]):
+            every = self.replicas[e].record_every
+            for j in range((-first) % every, min(k, ends[r]), every):
+                plan.setdefault(j, []).append(r)
+        models = [self.replicas[e].model for e in self.order[:rows]]
+        residuals = X.new_empty((k, rows, n))
+        H = X.new_empty((rows, d))
+        batch = self.batch_size
+        alpha = (1.0 if self.lrs is not None else self.lr) / (batch or n)
+        Xt, addmm, records, m = X.T, torch.addmm, [], 0
+        Xs, ys = self._shuffled or (None, None)
+        for j in range(k):
+            if not m or ends[m - 1] <= j:  # a replica reached its step count: step the rows before it
+                m = sum(end > j for end in ends)
+                model = self._rows(m)
+                beta_of, descend, h = model.beta, model._descend, H[:m]
+                scale = None if self.lrs is None else self.lrs[:m]
+            B = beta_of()
+            for r in plan.get(j, ()):
+                records.append((r, first + j, B[r].clone(), models[r].dual()))
+            if batch is None:
+                R = addmm(y, B, Xt, beta=-1, out=residuals[j, :m])  # R = Bᵀ X − y, one row per replica
+                addmm(h, R, X, beta=0, alpha=alpha, out=h)
+            else:
+                if self._shuffled is None or self._pos + batch > n:
+                    Xs, ys = self._epoch()
+                R = addmm(ys, B, Xs.T, beta=-1, out=residuals[j, :m])
+                a = self._pos
+                addmm(h, R[:, a:a + batch], Xs[a:a + batch], beta=0, alpha=alpha, out=h)
+                self._pos = a + batch
+            if scale is not None:
+                h.mul_(scale)
+            descend(h)
+        return residuals.square_().sum(dim=2).mul_(0.5 / n), records
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["dlnlab_replicas"] = {
+            "order": self.order,
+            "replicas": [{"status": r.status, "steps_done": r.steps_done, "initial_loss": r.initial_loss,
+                          "diverged_at": r.diverged_at} for r in self.replicas]}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint["dlnlab_replicas"]
+        self.order = state["order"]
+        for replica, saved in zip(self.replicas, state["replicas"]):
+            replica.status = "running" if saved["status"] == "interrupted" else saved["status"]  # resumed
+            replica.steps_done = saved["steps_done"]
+            replica.initial_loss, replica.diverged_at = saved["initial_loss"], saved["diverged_at"]
+        if self.lrs is not None:
+            self.lrs.copy_(torch.tensor([self.replicas[e].lr for e in self.order], dtype=self.lrs.dtype)[:, None])
