@@ -45,6 +45,7 @@ def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_tim
         "alpha": task.model.alpha,
         "lr": task.lr,
         "time_scale": task.model.time_scale(),
+        "device": str(task.X.device),
         "n": task.n,
         "d": task.X.shape[1],
         "wall_time_s": wall_time_s,

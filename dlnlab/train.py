@@ -36,7 +36,8 @@ from dlnlab.summary import finite, replica_summary, report
 from dlnlab.task import DiagonalTask, steps_per_call
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-SMALL_PROBLEM = 1_000_000  # n·d below which one thread beats two (DESIGN.md)
+SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two (DESIGN.md)
+ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run sets 1 for this process
 MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock
 
 
@@ -125,7 +126,7 @@ def train(cfg: DictConfig) -> dict:
     replicas = expand(cfg)
     tasks = [make_task(c, data) for _, c in replicas] or [make_task(cfg, data)]
     small = data.n * data.d * len(tasks) < SMALL_PROBLEM
-    torch.set_num_threads(cfg.run.num_threads or (1 if small else torch.get_num_threads()))
+    torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
     if replicas:
         task = ReplicaTask(tasks, cfg.run.steps_per_call or replica_steps_per_call(data.n, data.d, len(tasks)))
         roots = [out / "replicas" / name for name, _ in replicas]

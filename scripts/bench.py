@@ -8,10 +8,11 @@ For each size (float64) and for GD and SGD it measures steps/s of
   dlnlab    Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
   quiet     the same with no callbacks and no logger (so logging's share is dlnlab vs quiet);
 and, for GD, a user model given only beta() (autograd) through dlnlab against the same model in a
-bare autograd loop, and replica runs (a seed sweep of E = 8 and 64 networks stacked, dlnlab.replicas):
-network-steps/s against one network through dlnlab. dlnlab's per-step cost is the slope between two run lengths, so fixed costs
-(start-up, the theory at fit start, figures at the end) are reported apart. Peak memory of the
-dlnlab path over the data's own size is measured at the largest size. Medians of --repeats.
+bare autograd loop; and replica runs (a seed sweep of E = 8 and 64 networks stacked by
+dlnlab.replicas): their network-steps/s against one network's steps/s through dlnlab. dlnlab's
+per-step cost is the slope between two run lengths, so fixed costs (start-up, the theory at fit
+start, figures at the end) are reported apart. Peak memory of the dlnlab path over the data's own
+size is measured at the largest size. Medians of --repeats.
 """
 
 import argparse
@@ -154,8 +155,14 @@ def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None, replicas
 
 
 def peak_memory_ratio(n, d, device) -> float:
-    """Peak resident memory added by a dlnlab run (GD, default callbacks), over the size of X, measured
-    in a fresh process (this one's heap holds the earlier runs)."""
+    """Peak memory added by a dlnlab run (GD, default callbacks), over the size of X: on the CPU the
+    resident set of a fresh process (this one's heap holds the earlier runs), on CUDA the allocator's peak."""
+    if device == "cuda":  # the device's own allocator knows its peak
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with tempfile.TemporaryDirectory() as out:
+            train(dlnlab_cfg(n, d, None, "cuda", False, out, 100))
+        return (torch.cuda.max_memory_allocated() - before) / (n * d * 8)
     if device != "cpu" or not Path("/proc/self/status").exists():
         return float("nan")
     probe = f"""

@@ -19,7 +19,8 @@ from dlnlab.replicas import stack
 from dlnlab.train import train
 from tests.conftest import compose_cfg
 
-FIG1 = ("experiment=fig1", "run.t_max=2.5", "callbacks.theory.figures=false", "+callbacks.losses._target_=dlnlab.callbacks.LossFile")
+LOSSES = "+callbacks.losses._target_=dlnlab.callbacks.LossFile"
+FIG1 = ("experiment=fig1", "run.t_max=2.5", "callbacks.theory.figures=false", LOSSES)
 IGNORED = {"wall_time_s", "config", "replica"}
 
 
@@ -49,8 +50,8 @@ def assert_replicas_are_runs(tmp_path, replica_overrides: list[str], single_over
     for i, (entry, overrides) in enumerate(zip(replicated["replicas"], single_overrides)):
         single = run_in(tmp_path / f"single{i}", *common, *overrides)
         assert_same(entry, single, entry["replica"])
-        alone, stacked = tmp_path / f"single{i}" / "losses.f64", tmp_path / "replicas" / "replicas" / entry["replica"] / "losses.f64"
-        np.testing.assert_allclose(np.fromfile(stacked), np.fromfile(alone), rtol=1e-10)
+        stacked = tmp_path / "replicas" / "replicas" / entry["replica"] / "losses.f64"
+        np.testing.assert_allclose(np.fromfile(stacked), np.fromfile(tmp_path / f"single{i}" / "losses.f64"), rtol=1e-10)
     return replicated
 
 
@@ -70,7 +71,7 @@ def test_three_alpha_replicas_are_three_runs(tmp_path):
 def test_step_size_and_seed_replicas_are_their_runs(tmp_path):
     """Two lists give their product; per-replica step sizes scale each row of the gradient."""
     common = ("data=fixture", "model.alpha=1e-20", "run.t_max=9", "model.shape=random",
-              "+callbacks.losses._target_=dlnlab.callbacks.LossFile")
+              LOSSES)
     summary = assert_replicas_are_runs(
         tmp_path, ["optim.lr=[0.02,0.005]", "model.shape_seed=[3,4]"],
         [[f"optim.lr={lr}", f"model.shape_seed={seed}"] for seed in (3, 4) for lr in ("0.02", "0.005")], *common)
@@ -80,7 +81,7 @@ def test_step_size_and_seed_replicas_are_their_runs(tmp_path):
 def test_sgd_replicas_share_the_batches_of_their_runs(tmp_path):
     assert_replicas_are_runs(tmp_path, ["model.alpha=[1e-10,1e-30]"], [["model.alpha=1e-10"], ["model.alpha=1e-30"]],
                              "experiment=sgd", "run.t_max=1.5", "callbacks.theory.figures=false",
-                             "+callbacks.losses._target_=dlnlab.callbacks.LossFile")
+                             LOSSES)
 
 
 def test_diverging_replicas_stop_alone_and_the_others_are_their_runs(tmp_path):
@@ -113,9 +114,10 @@ def test_an_interrupted_replica_run_resumes_bit_for_bit(tmp_path):
     """SGD replicas: the shared batch sampler, the stack's row order and each replica's callbacks travel
     in the checkpoint."""
     sgd = ("optim=sgd", "optim.batch_size=3", "data.n=10", "data.d=15", "model.alpha=[1e-5,1e-10]", "run.t_max=3",
-           "+callbacks.losses._target_=dlnlab.callbacks.LossFile", "run.steps_per_call=100", "callbacks.theory.figures=false")
+           LOSSES, "run.steps_per_call=100", "callbacks.theory.figures=false")
     reference = run_in(tmp_path / "reference", *sgd)
-    stopped = run_in(tmp_path / "first", *sgd, "+callbacks.stop._target_=tests.test_replicas.StopRun", "+callbacks.stop.step=1234")
+    stopped = run_in(tmp_path / "first", *sgd, "+callbacks.stop._target_=tests.test_replicas.StopRun",
+                     "+callbacks.stop.step=1234")
     assert stopped["status"] == "interrupted" and stopped["steps"] == 1400  # at the end of the next block
     assert [e["status"] for e in stopped["replicas"]] == ["interrupted", "interrupted"]
     resumed = run_in(tmp_path / "resumed", *sgd, f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}")
