@@ -223,7 +223,7 @@ def main() -> None:
             if method != "gd":
                 continue
             for replicas in args.replicas:  # network-steps/s of a stack of E replicas against one network
-                rate, _ = dlnlab_rate(n, d, None, args.device, False, max(20, steps * 8 // replicas), args.repeats,
+                rate, _ = dlnlab_rate(n, d, None, args.device, False, steps, args.repeats,
                                       replicas=replicas)
                 results.append({"size": size, "method": "gd", "device": args.device, "replicas": replicas,
                                 "network_steps": replicas * rate, "single_network_steps": row["dlnlab"]})

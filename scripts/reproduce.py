@@ -3,8 +3,9 @@
     python scripts/reproduce.py [--quick] [--out outputs/reproduce/<time>]
 
 Runs every conf/experiment file (quick: fig1 and deactivation), an α-sweep and a step-size sweep of
-fig1 on the joblib launcher, aggregates both sweeps, and writes report.md embedding the figures and
-the saddle tables (run against the exact flow and the α → 0 limit). Full: ~2 min on 2 cores; quick: ~1.
+fig1 (each one replica run: model.alpha=[...], optim.lr=[...]), aggregates both sweeps, and writes
+report.md embedding the figures and the saddle tables (run against the exact flow and the α → 0
+limit). Full: ~2 min on 2 cores; quick: ~1.
 """
 
 import argparse
@@ -55,10 +56,11 @@ def main() -> None:
     alphas = "1e-5,1e-20,1e-100" if args.quick else "1e-5,1e-10,1e-20,1e-50,1e-100"
     lrs = "2e-2,5e-3" if args.quick else "4e-2,2e-2,1e-2,5e-3"
     sweep_t = "run.t_max=5"  # past fig1's last jump (3.04 in the limit, later at larger α)
-    dlnlab_train("-m", "hydra/launcher=local", "experiment=fig1", sweep_t, "callbacks.theory.figures=false",
-                 "optim.lr=5e-3", f"model.alpha={alphas}", f"hydra.sweep.dir={out / 'alpha_sweep'}")
-    dlnlab_train("-m", "hydra/launcher=local", "experiment=fig1", sweep_t, "callbacks.theory.figures=false",
-                 "model.alpha=1e-20", f"optim.lr={lrs}", f"hydra.sweep.dir={out / 'lr_sweep'}")
+    # each sweep is one replica run: the networks stacked, one process (dlnlab.replicas)
+    dlnlab_train("experiment=fig1", sweep_t, "callbacks.theory.figures=false", "optim.lr=5e-3",
+                 f"model.alpha=[{alphas}]", f"hydra.run.dir={out / 'alpha_sweep'}")
+    dlnlab_train("experiment=fig1", sweep_t, "callbacks.theory.figures=false", "model.alpha=1e-20",
+                 f"optim.lr=[{lrs}]", f"hydra.run.dir={out / 'lr_sweep'}")
     alpha_rows = aggregate(out / "alpha_sweep")
     lr_rows = aggregate(out / "lr_sweep")
     for sweep in ("alpha_sweep", "lr_sweep"):
