@@ -20,6 +20,7 @@ class RunConfig:
     record_every_t: float = MISSING  # the task records β and s this often (accelerated time) for callbacks
     divergence_factor: float = MISSING  # a loss above this many times L(0) (or non-finite) stops the run
     num_threads: Optional[int] = None  # torch CPU threads; None: 1 for small problems, else all
+    engine: str = MISSING  # auto, fused (dlnlab.kernel's compiled loop) or torch (tensor operations)
     output_dir: Optional[str] = None  # where to write when not started by Hydra's main (compose API)
 
 

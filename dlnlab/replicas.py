@@ -14,10 +14,10 @@ import itertools
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from dlnlab.checks import ConfigError
 from dlnlab.models import DiagonalNetwork
+from dlnlab.models.base import rebind, tensors, with_tensors
 from dlnlab.task import DiagonalTask, _count_optimizer_steps, steps_per_call
 
 REPLICABLE = {"model.alpha": float, "model.shape_seed": int, "optim.lr": float}  # may vary between networks on one X, y
@@ -55,38 +55,15 @@ def replica_steps_per_call(n: int, d: int, replicas: int) -> int:
     return max(1, min(steps_per_call(n, d * replicas), BLOCK_BYTES // (8 * replicas * n)))
 
 
-def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    """Replace the parameter or buffer at the dotted `name` by `value` (no copy)."""
-    prefix, _, leaf = name.rpartition(".")
-    owner = module.get_submodule(prefix)
-    (owner._parameters if isinstance(value, nn.Parameter) else owner._buffers)[leaf] = value
-
-
-def _tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return list(model.named_parameters()) + list(model.named_buffers())
-
-
-def _like(model: nn.Module, rows) -> nn.Module:
-    """A module of model's class whose parameters and buffers are views `rows` of model's (model stacked)."""
-    view = copy.deepcopy(model, memo={id(t): t for _, t in _tensors(model)})  # the structure, not the tensors
-    for name, t in _tensors(model):
-        _set(view, name, nn.Parameter(t.data[rows], requires_grad=t.requires_grad) if isinstance(t, nn.Parameter)
-             else t[rows])
-    return view
-
-
 def stack(models: list[DiagonalNetwork]) -> DiagonalNetwork:
     """One module of the models' class holding their parameters and buffers stacked on a leading axis:
     its beta() and _descend() act on every replica at once when they are elementwise in the parameters
     (all diagonal networks are). Checked here on the models' own values, with a clear error if not."""
     first = models[0]
-    shapes = [[(name, t.shape) for name, t in _tensors(m)] for m in models]
-    if any(type(m) is not type(first) for m in models) or any(s != shapes[0] for s in shapes):
+    shapes = [[(name, t.shape) for name, t in tensors(m).items()] for m in models]
+    if any(type(m) is not type(first) for m in models) or any(shape != shapes[0] for shape in shapes):
         raise ConfigError("replicas must be the same model with parameters of the same shapes")
-    stacked = copy.deepcopy(first, memo={id(t): t for _, t in _tensors(first)})
-    for name, t in _tensors(first):
-        values = torch.stack([dict(_tensors(m))[name].detach() for m in models])
-        _set(stacked, name, nn.Parameter(values, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else values)
+    stacked = with_tensors(first, {name: torch.stack([tensors(m)[name].detach() for m in models]) for name in tensors(first)})
     try:
         with torch.no_grad():
             h = torch.rand_like(torch.stack([m.beta() for m in models])) * 1e-3
@@ -154,14 +131,14 @@ class ReplicaTask(DiagonalTask):
         for row, e in enumerate(self.order):
             replica = self.replicas[e]
             replica.X, replica.y = self.X, self.y
-            for name, t in _tensors(self.model):
-                _set(replica.model, name, nn.Parameter(t.data[row], requires_grad=t.requires_grad)
-                     if isinstance(t, nn.Parameter) else t[row])
+            for name, t in tensors(self.model).items():
+                rebind(replica.model, name, t.detach()[row])
 
     def _rows(self, m: int) -> DiagonalNetwork:
         """The first m rows of the stack, as a module (views; cached)."""
         if m not in self._narrowed:
-            self._narrowed[m] = self.model if m == len(self.order) else _like(self.model, slice(0, m))
+            self._narrowed[m] = self.model if m == len(self.order) else with_tensors(
+                self.model, {name: t.detach()[:m] for name, t in tensors(self.model).items()})
         return self._narrowed[m]
 
     def training_step(self, batch, batch_idx):
@@ -191,7 +168,7 @@ class ReplicaTask(DiagonalTask):
         """Rows of replicas still running first (most steps to go first), stopped ones after: move the data."""
         order = sorted(self.order, key=lambda e: (self.replicas[e].status != "running", -self.replicas[e].max_steps))
         rows = torch.tensor([self.order.index(e) for e in order], device=self.X.device)
-        for _, t in _tensors(self.model):
+        for t in tensors(self.model).values():
             t.data.copy_(t.data[rows])
         if self.lrs is not None:
             self.lrs.copy_(self.lrs[rows])

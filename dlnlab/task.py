@@ -8,9 +8,11 @@ device-resident X and y, records the loss of every step in `step_losses`, and ad
 
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from dlnlab.models import DiagonalNetwork
+from dlnlab.models.base import with_tensors
 
 
 def steps_per_call(n: int, d: int) -> int:
@@ -33,7 +35,7 @@ class DiagonalTask(pl.LightningModule):
 
     def __init__(self, model: DiagonalNetwork, X: torch.Tensor, y: torch.Tensor, lr: float,
                  batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100,
-                 divergence_factor: float = 1e4, max_steps: int | None = None):
+                 divergence_factor: float = 1e4, max_steps: int | None = None, fused: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -48,6 +50,7 @@ class DiagonalTask(pl.LightningModule):
         self.stop_requested = False
         self.divergence_factor = divergence_factor
         self.max_steps = max_steps  # the steps to reach run.t_max (train() sets it; the trainer's max_steps holds it too)
+        self.fused = fused  # step in dlnlab.kernel's compiled loop (CPU, a model with a power form)
         self.steps_done = 0
         self.initial_loss: float | None = None
         self.diverged_at: int | None = None
@@ -140,6 +143,8 @@ class DiagonalTask(pl.LightningModule):
         """k optimiser steps on the device, with as few tensor operations per step as possible:
         the residuals go straight into rows of one buffer (losses come from it at the end), the
         gradient into a preallocated vector, already scaled by lr / batch."""
+        if self.fused:
+            return self._fused_steps(first, k)
         X, y, model = self.X, self.y, self.model
         n, d = X.shape
         residuals = torch.empty((k, n), dtype=X.dtype, device=X.device)
@@ -166,6 +171,37 @@ class DiagonalTask(pl.LightningModule):
             descend(h)
         losses = residuals.square_().sum(dim=1).mul_(0.5 / n)
         return losses, records
+
+    def _fused_steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
+        """`_steps` in dlnlab.kernel's compiled loop, on numpy views of the same tensors. SGD's row orders
+        for the block are drawn beforehand, in the order the tensor path draws them."""
+        from dlnlab.kernel import power_steps  # numba compiles on first use (cached on disk after)
+
+        X, y, model, every = self.X.numpy(), self.y.numpy(), self.model, self.record_every
+        n, d = X.shape
+        a_name, b_name, depth, c = model.power_form()
+        a, b = (model.get_parameter(name).detach().numpy() for name in (a_name, b_name))
+        if self.batch_size is None:
+            perms, pos, batch = np.arange(n)[None], 0, n
+        else:
+            batch = self.batch_size
+            pos = self._pos if self._perm is not None else n  # n: a new epoch at the first step
+            draws = max(0, -(-(k - (n - pos) // batch) // (n // batch)))
+            current = self._perm if self._perm is not None else torch.zeros(n, dtype=torch.long)
+            perms = torch.stack([current] + [torch.randperm(n, generator=self._generator) for _ in range(draws)]).numpy()
+        losses = np.empty(k, X.dtype)
+        rec_a, rec_b = np.empty((k // every + 1, d), X.dtype), np.empty((k // every + 1, d), X.dtype)
+        count, epoch, pos = power_steps(X, y, a, b, depth, c, self.lr / batch, perms, batch, pos, self.batch_size is not None,
+                                        first, every, losses, rec_a, rec_b)
+        if self.batch_size is not None:
+            self._perm, self._pos, self._shuffled = torch.from_numpy(perms[epoch].copy()), pos, None
+        steps = [step for step in range(first, first + k) if step % every == 0]
+        records = []
+        if count:
+            recorded = with_tensors(model, {a_name: torch.from_numpy(rec_a[:count]), b_name: torch.from_numpy(rec_b[:count])})
+            betas, duals = recorded.beta(), recorded.dual()
+            records = [(step, betas[i], None if duals is None else duals[i]) for i, step in enumerate(steps)]
+        return torch.from_numpy(losses), records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dlnlab_task"] = {"generator": self._generator.get_state() if self._generator else None,

@@ -96,6 +96,24 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.run.output_dir)
 
 
+def device_type(cfg: DictConfig) -> str:
+    """Where Lightning will put the run: "cuda" or "cpu" (the fused engine is for the CPU)."""
+    accelerator = cfg.trainer.accelerator
+    return "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def fused_engine(cfg: DictConfig, model, n: int, d: int) -> bool:
+    """Whether the run steps in dlnlab.kernel's compiled loop (run.engine: auto, fused or torch)."""
+    engine, possible = cfg.run.engine, device_type(cfg) == "cpu" and model.power_form() is not None
+    if engine not in ("auto", "fused", "torch"):
+        raise ConfigError(f"run.engine={engine!r} is unknown: use auto (default), fused or torch")
+    if engine == "fused" and not possible:
+        raise ConfigError(f"run.engine=fused needs the CPU (trainer.accelerator=cpu) and a model with a power form "
+                          f"(β = a^L − b^L; {type(model).__name__} has {'one' if model.power_form() else 'none'}): "
+                          "use run.engine=auto")
+    return engine == "fused" or (engine == "auto" and possible and n * d < SMALL_PROBLEM)
+
+
 def make_task(cfg: DictConfig, data: RegressionData) -> DiagonalTask:
     """The model and its training task as configured, every value checked before any work is done."""
     model = build(cfg.model, "model", d=data.d)
@@ -111,7 +129,8 @@ def make_task(cfg: DictConfig, data: RegressionData) -> DiagonalTask:
     return DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
                         steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d), seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
-                        divergence_factor=cfg.run.divergence_factor, max_steps=steps)
+                        divergence_factor=cfg.run.divergence_factor, max_steps=steps,
+                        fused=fused_engine(cfg, model, data.n, data.d))
 
 
 def train(cfg: DictConfig) -> dict:

@@ -6,6 +6,7 @@ give their clock `time_scale()` (T_alpha) and their dual variable `dual()` (s, P
 are compared against the theory with no further work.
 """
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -95,6 +96,12 @@ class DiagonalNetwork(nn.Module):
         """The theory's β(s) for this model (dlnlab.theory.MirrorMap), for the exact finite-α flow; None if unknown."""
         return None
 
+    def power_form(self) -> tuple[str, str, int, float] | None:
+        """(a, b, L, c): the names of parameters a, b with β = a^L − b^L whose GD step is
+        a ← a − c·h·a^(L−1), b ← b + c·h·b^(L−1); the fused CPU engine (dlnlab.kernel) steps such
+        models in one compiled loop. None (the default): tensor operations, as `_descend` says."""
+        return None
+
     def param_grads(self, grad_beta: torch.Tensor) -> list[torch.Tensor]:
         """d/dtheta L(beta(theta)) for each parameter, given grad_beta = grad L(beta), by autograd."""
         params = [p for p in self.parameters()]
@@ -110,3 +117,28 @@ class DiagonalNetwork(nn.Module):
         """`descend` for callers already under torch.no_grad() (the training loop): no context per step."""
         for p, dp in zip(self.parameters(), self.param_grads(h)):
             p.sub_(dp)
+
+
+def tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's parameters and buffers by dotted name."""
+    return dict(model.named_parameters()) | dict(model.named_buffers())
+
+
+def rebind(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Make the parameter (or buffer) `name` of model the tensor `value`, shared, not copied."""
+    prefix, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(prefix)
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = nn.Parameter(value.detach(), requires_grad=owner._parameters[leaf].requires_grad)
+    else:
+        owner._buffers[leaf] = value
+
+
+def with_tensors(model: nn.Module, values: dict[str, torch.Tensor]) -> nn.Module:
+    """A module of model's class and attributes whose tensors named in `values` are those (shared), the
+    others model's own. Given parameters stacked on a leading axis (records, replicas), a diagonal
+    network's beta() and dual(), elementwise in its parameters, then act row by row."""
+    view = copy.deepcopy(model, memo={id(t): t for t in tensors(model).values()})  # the structure only
+    for name, value in values.items():
+        rebind(view, name, value)
+    return view

@@ -57,6 +57,9 @@ class SymmetricNetwork(DiagonalNetwork):
     def mirror_map(self) -> MirrorMap:
         return MirrorMap(math.log(self.alpha), depth=self.depth, shape=self.shape.cpu().numpy())
 
+    def power_form(self) -> tuple[str, str, int, float]:
+        return "w_plus", "w_minus", self.depth, float(self.depth)
+
     def _descend(self, h: torch.Tensor) -> None:
         """w± ← w± ∓ L h ⊙ w±^(L−1), in place."""
         L = self.depth

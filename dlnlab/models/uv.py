@@ -49,6 +49,9 @@ class UVNetwork(DiagonalNetwork):
     def mirror_map(self) -> MirrorMap:
         return MirrorMap(math.log(self.alpha), depth=None, shape=(self.u0 / (math.sqrt(2) * self.alpha)).cpu().numpy())
 
+    def power_form(self) -> tuple[str, str, int, float]:
+        return "p", "q", 2, 1.0  # β = p² − q², p ← p − h·p, q ← q + h·q
+
     def _descend(self, h: torch.Tensor) -> None:
         """GD on (u, v), as p ← p(1 − h), q ← q(1 + h): two in-place operations."""
         self.p.addcmul_(self.p, h, value=-1)

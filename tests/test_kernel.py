@@ -1,0 +1,72 @@
+"""The fused CPU engine (dlnlab/kernel.py) against an independent numpy step and against the tensor path."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from dlnlab.checks import ConfigError
+from dlnlab.data import RegressionData, synthetic
+from dlnlab.kernel import power_steps
+from dlnlab.train import make_task
+from tests.conftest import compose_cfg
+from tests.test_replicas import LOSSES, assert_same, run_in
+
+
+@pytest.mark.parametrize("depth, c", [(2, 1.0), (2, 2.0), (3, 3.0)])
+def test_one_step_is_gd_on_a_power_form(depth, c):
+    rng = np.random.default_rng(depth)
+    X, y = rng.standard_normal((7, 5)), rng.standard_normal(7)
+    a, b = rng.uniform(0.1, 1, 5), rng.uniform(0.1, 1, 5)
+    beta = a**depth - b**depth
+    r = X @ beta - y
+    h = 0.01 * X.T @ r / 7
+    expected_a, expected_b = a - c * h * a ** (depth - 1), b + c * h * b ** (depth - 1)
+    losses, rec = np.empty(1), np.empty((1, 5))
+    records, _, _ = power_steps(X, y, a, b, depth, c, 0.01 / 7, np.arange(7)[None], 7, 0, False, 0, 1, losses, rec, rec.copy())
+    assert records == 1 and losses[0] == pytest.approx(r @ r / 14, rel=1e-14)
+    np.testing.assert_allclose(a, expected_a, rtol=1e-14)
+    np.testing.assert_allclose(b, expected_b, rtol=1e-14)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["experiment=fig1", "run.t_max=3.5"],
+    ["experiment=sgd", "run.t_max=2"],
+    ["model=symmetric", "model.alpha=1e-20", "model.shape=random", "run.t_max=8", "data=fixture"],
+    ["experiment=depth3", "run.t_max=3"],
+])
+def test_fused_engine_is_the_tensor_path_to_rounding(tmp_path, overrides):
+    """Same losses at every step, β, plateaus, saddles and events: the two engines only sum in other orders."""
+    common = (*overrides, "callbacks.theory.figures=false", LOSSES)
+    fused = run_in(tmp_path / "fused", *common, "run.engine=fused")
+    tensor = run_in(tmp_path / "torch", *common, "run.engine=torch")
+    assert_same(fused, tensor)
+    np.testing.assert_allclose(np.fromfile(tmp_path / "fused" / "losses.f64"), np.fromfile(tmp_path / "torch" / "losses.f64"),
+                               rtol=1e-9)
+
+
+def task_for(*overrides, model=None):
+    cfg = compose_cfg(*overrides)
+    if model is not None:
+        cfg.model = OmegaConf.create(model)
+    return make_task(cfg, RegressionData(*synthetic(n=cfg.data.n, d=cfg.data.d, k=3)))
+
+
+USER_MODEL = {"_target_": "tests.test_models.AutogradUV", "alpha": 1e-2}  # given by beta() alone
+
+
+def test_auto_engine_is_fused_for_small_cpu_problems_with_a_power_form():
+    assert task_for("trainer.accelerator=cpu").fused
+    assert task_for("trainer.accelerator=cpu", "model=symmetric", "model.depth=3", "model.alpha=0.1").fused
+    assert not task_for("trainer.accelerator=cpu", "data.n=1000", "data.d=1000").fused  # BLAS on all cores there
+    assert not task_for("trainer.accelerator=cpu", "run.engine=torch").fused
+    assert not task_for("trainer.accelerator=cpu", model=USER_MODEL).fused
+
+
+@pytest.mark.parametrize("overrides, model, message", [
+    (["run.engine=fast"], None, "run.engine='fast' is unknown"),
+    (["run.engine=fused", "trainer.accelerator=gpu"], None, "run.engine=fused needs the CPU"),
+    (["run.engine=fused", "trainer.accelerator=cpu"], USER_MODEL, "AutogradUV has none"),
+])
+def test_engine_errors(overrides, model, message):
+    with pytest.raises(ConfigError, match=message):
+        task_for(*overrides, model=model)
