@@ -21,7 +21,7 @@ from dlnlab.models.base import rebind, tensors, with_tensors
 from dlnlab.task import DiagonalTask, _count_optimizer_steps, steps_per_call
 
 REPLICABLE = {"model.alpha": float, "model.shape_seed": int, "optim.lr": float}  # may vary between networks on one X, y
-BLOCK_BYTES = 2**25  # cap on the residual record of a block (steps × replicas × n floats): 32 MB
+BLOCK_BYTES = 2**25  # cap on the loss record of a block (steps × replicas floats): 32 MB
 
 
 def expand(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
@@ -50,9 +50,9 @@ def expand(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
 
 
 def replica_steps_per_call(n: int, d: int, replicas: int) -> int:
-    """Steps per training_step for a stack: as for one network of E times the work, with the block's
-    residual record within BLOCK_BYTES."""
-    return max(1, min(steps_per_call(n, d * replicas), BLOCK_BYTES // (8 * replicas * n)))
+    """Steps per training_step for a stack: as for one network (a block and its callbacks both cost E
+    times one network's), with the block's loss record within BLOCK_BYTES."""
+    return max(1, min(steps_per_call(n, d), BLOCK_BYTES // (8 * replicas)))
 
 
 def stack(models: list[DiagonalNetwork]) -> DiagonalNetwork:
@@ -82,6 +82,27 @@ def stack(models: list[DiagonalNetwork]) -> DiagonalNetwork:
     return stacked
 
 
+class PowerStep:
+    """β = a^L − b^L and the GD step a ← a − c·h·a^(L−1), b ← b + c·h·b^(L−1) of a stack of power-form
+    networks (`DiagonalNetwork.power_form`), in preallocated buffers: a fresh E × d temporary each step
+    (what `beta()` returns) costs the page faults of a new allocation, as much as the products here."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, depth: int, c: float):
+        self.a, self.b, self.depth, self.c = a, b, depth, c
+        self.out, self.tmp = torch.empty_like(a), torch.empty_like(a)
+
+    def beta(self) -> torch.Tensor:
+        if self.depth == 2:
+            torch.mul(self.a, self.a, out=self.out)
+            return self.out.addcmul_(self.b, self.b, value=-1)
+        torch.pow(self.a, self.depth, out=self.out)
+        return self.out.sub_(torch.pow(self.b, self.depth, out=self.tmp))
+
+    def descend(self, h: torch.Tensor) -> None:
+        for w, sign in ((self.a, -1), (self.b, 1)):
+            w.addcmul_(h, w if self.depth == 2 else torch.pow(w, self.depth - 1, out=self.tmp), value=sign * self.c)
+
+
 class ReplicaTask(DiagonalTask):
     """E replicas (DiagonalTasks sharing X, y, the optimiser and its batches) trained as one stack.
 
@@ -97,7 +118,7 @@ class ReplicaTask(DiagonalTask):
         first = replicas[order[0]]
         super().__init__(stack([replicas[e].model for e in order]), first.X, first.y, lr=first.lr,
                          batch_size=first.batch_size, steps_per_call=steps_per_call, seed=first.seed,
-                         divergence_factor=first.divergence_factor, max_steps=first.max_steps)
+                         divergence_factor=first.divergence_factor, max_steps=first.max_steps, fused=first.fused)
         self.order = order
         self.replicas = replicas  # a plain list: their models are views of the stack, saved with it
         self.longest = self.order[0]
@@ -105,7 +126,7 @@ class ReplicaTask(DiagonalTask):
         self.register_buffer("lrs", None if len(set(lrs)) == 1 else torch.tensor(lrs, dtype=self.X.dtype)[:, None],
                              persistent=False)
         self.ran: list[int] = []
-        self._narrowed: dict[int, DiagonalNetwork] = {}
+        self._narrowed: dict[int, tuple] = {}
 
     @property
     def active(self) -> int:
@@ -134,11 +155,17 @@ class ReplicaTask(DiagonalTask):
             for name, t in tensors(self.model).items():
                 rebind(replica.model, name, t.detach()[row])
 
-    def _rows(self, m: int) -> DiagonalNetwork:
-        """The first m rows of the stack, as a module (views; cached)."""
+    def _rows(self, m: int):
+        """beta() and _descend() of the first m rows of the stack (views; cached)."""
         if m not in self._narrowed:
-            self._narrowed[m] = self.model if m == len(self.order) else with_tensors(
-                self.model, {name: t.detach()[:m] for name, t in tensors(self.model).items()})
+            views = {name: t.detach()[:m] for name, t in tensors(self.model).items()}
+            form = self.model.power_form()
+            if form is not None:
+                step = PowerStep(views[form[0]], views[form[1]], *form[2:])
+                self._narrowed[m] = step.beta, step.descend
+            else:
+                model = with_tensors(self.model, views)
+                self._narrowed[m] = model.beta, model._descend
         return self._narrowed[m]
 
     def training_step(self, batch, batch_idx):
@@ -177,7 +204,11 @@ class ReplicaTask(DiagonalTask):
 
     def _steps(self, first: int, k: int, rows: int) -> tuple[torch.Tensor, list]:
         """k steps of the first `rows` rows; row r stops after its replica's own step count. Returns the
-        losses (k, rows), valid for row r up to that count, and records (row, step, β, s)."""
+        losses (k, rows), valid for row r up to that count, and records (row, step, β, s). In the fused
+        engine (small problems) the kernel steps every row in turn; else two matrix products a step."""
+        if self.fused:
+            tasks = [self.replicas[e] for e in self.order[:rows]]
+            return self.fused_block(first, tasks, [min(k, task.max_steps - first) for task in tasks])
         X, y = self.X, self.y
         n, d = X.shape
         ends = [self.replicas[e].max_steps - first for e in self.order[:rows]]  # non-increasing
@@ -187,35 +218,34 @@ class ReplicaTask(DiagonalTask):
             for j in range((-first) % every, min(k, ends[r]), every):
                 plan.setdefault(j, []).append(r)
         models = [self.replicas[e].model for e in self.order[:rows]]
-        residuals = X.new_empty((k, rows, n))
-        H = X.new_empty((rows, d))
+        losses, residuals, H = X.new_empty((k, rows)), X.new_empty((rows, n)), X.new_empty((rows, d))
         batch = self.batch_size
         alpha = (1.0 if self.lrs is not None else self.lr) / (batch or n)
-        Xt, addmm, records, m = X.T, torch.addmm, [], 0
+        Xt, addmm, vecdot, records, m = X.T, torch.addmm, torch.linalg.vecdot, [], 0
         Xs, ys = self._shuffled or (None, None)
         for j in range(k):
             if not m or ends[m - 1] <= j:  # a replica reached its step count: step the rows before it
                 m = sum(end > j for end in ends)
-                model = self._rows(m)
-                beta_of, descend, h = model.beta, model._descend, H[:m]
+                (beta_of, descend), h = self._rows(m), H[:m]
                 scale = None if self.lrs is None else self.lrs[:m]
             B = beta_of()
             for r in plan.get(j, ()):
                 records.append((r, first + j, B[r].clone(), models[r].dual()))
             if batch is None:
-                R = addmm(y, B, Xt, beta=-1, out=residuals[j, :m])  # R = Bᵀ X − y, one row per replica
+                R = addmm(y, B, Xt, beta=-1, out=residuals[:m])  # R = Bᵀ X − y, one row per replica
                 addmm(h, R, X, beta=0, alpha=alpha, out=h)
             else:
                 if self._shuffled is None or self._pos + batch > n:
                     Xs, ys = self._epoch()
-                R = addmm(ys, B, Xs.T, beta=-1, out=residuals[j, :m])
+                R = addmm(ys, B, Xs.T, beta=-1, out=residuals[:m])
                 a = self._pos
                 addmm(h, R[:, a:a + batch], Xs[a:a + batch], beta=0, alpha=alpha, out=h)
                 self._pos = a + batch
+            vecdot(R, R, out=losses[j, :m])  # ‖r‖² of each row (the residuals stay in one buffer, in cache)
             if scale is not None:
                 h.mul_(scale)
             descend(h)
-        return residuals.square_().sum(dim=2).mul_(0.5 / n), records
+        return losses.mul_(0.5 / n), records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

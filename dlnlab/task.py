@@ -173,34 +173,43 @@ class DiagonalTask(pl.LightningModule):
         return losses, records
 
     def _fused_steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
-        """`_steps` in dlnlab.kernel's compiled loop, on numpy views of the same tensors. SGD's row orders
-        for the block are drawn beforehand, in the order the tensor path draws them."""
+        """`_steps` in dlnlab.kernel's compiled loop: `fused_block` for a stack of one."""
+        losses, records = self.fused_block(first, [self], [k])
+        return losses[:, 0], [(step, beta, dual) for _, step, beta, dual in records]
+
+    def fused_block(self, first: int, tasks: list["DiagonalTask"], ends: list[int]) -> tuple[torch.Tensor, list]:
+        """max(ends) steps of the tasks' models (the rows of a stack, or this task's own model), stepped in
+        dlnlab.kernel's compiled loop on numpy views of their tensors; task e stops after ends[e]. SGD's
+        row orders for the block are drawn beforehand, in the order the tensor path draws them.
+        Returns the losses (steps, tasks) and the records (row, step, β, s)."""
         from dlnlab.kernel import power_steps  # numba compiles on first use (cached on disk after)
 
-        X, y, model, every = self.X.numpy(), self.y.numpy(), self.model, self.record_every
-        n, d = X.shape
-        a_name, b_name, depth, c = model.power_form()
-        a, b = (model.get_parameter(name).detach().numpy() for name in (a_name, b_name))
-        if self.batch_size is None:
-            perms, pos, batch = np.arange(n)[None], 0, n
-        else:
-            batch = self.batch_size
+        X, y, k = self.X.numpy(), self.y.numpy(), max(ends)
+        (n, d), batch = X.shape, self.batch_size or X.shape[0]
+        a_name, b_name, depth, c = self.model.power_form()
+        a, b = (self.model.get_parameter(name).detach().numpy().reshape(-1, d)[:len(tasks)] for name in (a_name, b_name))
+        pos, perms = 0, np.arange(n)[None]
+        if self.batch_size is not None:
             pos = self._pos if self._perm is not None else n  # n: a new epoch at the first step
             draws = max(0, -(-(k - (n - pos) // batch) // (n // batch)))
             current = self._perm if self._perm is not None else torch.zeros(n, dtype=torch.long)
             perms = torch.stack([current] + [torch.randperm(n, generator=self._generator) for _ in range(draws)]).numpy()
-        losses = np.empty(k, X.dtype)
-        rec_a, rec_b = np.empty((k // every + 1, d), X.dtype), np.empty((k // every + 1, d), X.dtype)
-        count, epoch, pos = power_steps(X, y, a, b, depth, c, self.lr / batch, perms, batch, pos, self.batch_size is not None,
-                                        first, every, losses, rec_a, rec_b)
+        every = np.array([task.record_every for task in tasks])
+        losses, counts = np.empty((k, len(tasks)), X.dtype), np.zeros(len(tasks), np.int64)
+        rec_a, rec_b = (np.empty((len(tasks), k // every.min() + 1, d), X.dtype) for _ in range(2))
+        scales = np.array([task.lr / batch for task in tasks], X.dtype)
+        epoch, pos = power_steps(X, y, a, b, depth, c, scales, np.array(ends), perms, batch, pos,
+                                 self.batch_size is not None, first, every, losses, rec_a, rec_b, counts)
         if self.batch_size is not None:
             self._perm, self._pos, self._shuffled = torch.from_numpy(perms[epoch].copy()), pos, None
-        steps = [step for step in range(first, first + k) if step % every == 0]
         records = []
-        if count:
-            recorded = with_tensors(model, {a_name: torch.from_numpy(rec_a[:count]), b_name: torch.from_numpy(rec_b[:count])})
-            betas, duals = recorded.beta(), recorded.dual()
-            records = [(step, betas[i], None if duals is None else duals[i]) for i, step in enumerate(steps)]
+        for row, task in enumerate(tasks):
+            if counts[row]:
+                recorded = with_tensors(task.model, {a_name: torch.from_numpy(rec_a[row, :counts[row]]),
+                                                     b_name: torch.from_numpy(rec_b[row, :counts[row]])})
+                betas, duals = recorded.beta(), recorded.dual()
+                steps = range(first + (-first) % task.record_every, first + ends[row], task.record_every)
+                records += [(row, step, betas[i], None if duals is None else duals[i]) for i, step in enumerate(steps)]
         return torch.from_numpy(losses), records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -37,6 +37,7 @@ from dlnlab.task import DiagonalTask, steps_per_call
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two (DESIGN.md)
+STACK_FUSED = 10_000  # n·d below which a stack of replicas steps in the fused loop (measured: scripts/bench.py)
 ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run sets 1 for this process
 MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock
 
@@ -102,8 +103,10 @@ def device_type(cfg: DictConfig) -> str:
     return "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def fused_engine(cfg: DictConfig, model, n: int, d: int) -> bool:
-    """Whether the run steps in dlnlab.kernel's compiled loop (run.engine: auto, fused or torch)."""
+def fused_engine(cfg: DictConfig, model, n: int, d: int, stacked: bool = False) -> bool:
+    """Whether the run steps in dlnlab.kernel's compiled loop (run.engine: auto, fused or torch). auto: on
+    the CPU for a model with a power form, below n·d = 1e6 for one network (BLAS on all cores wins above),
+    below 1e4 for a stack of replicas (its two matrix products a step win above)."""
     engine, possible = cfg.run.engine, device_type(cfg) == "cpu" and model.power_form() is not None
     if engine not in ("auto", "fused", "torch"):
         raise ConfigError(f"run.engine={engine!r} is unknown: use auto (default), fused or torch")
@@ -111,10 +114,10 @@ def fused_engine(cfg: DictConfig, model, n: int, d: int) -> bool:
         raise ConfigError(f"run.engine=fused needs the CPU (trainer.accelerator=cpu) and a model with a power form "
                           f"(β = a^L − b^L; {type(model).__name__} has {'one' if model.power_form() else 'none'}): "
                           "use run.engine=auto")
-    return engine == "fused" or (engine == "auto" and possible and n * d < SMALL_PROBLEM)
+    return engine == "fused" or (engine == "auto" and possible and n * d < (STACK_FUSED if stacked else SMALL_PROBLEM))
 
 
-def make_task(cfg: DictConfig, data: RegressionData) -> DiagonalTask:
+def make_task(cfg: DictConfig, data: RegressionData, stacked: bool = False) -> DiagonalTask:
     """The model and its training task as configured, every value checked before any work is done."""
     model = build(cfg.model, "model", d=data.d)
     check_run(cfg, data.n)
@@ -130,7 +133,7 @@ def make_task(cfg: DictConfig, data: RegressionData) -> DiagonalTask:
                         steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d), seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
                         divergence_factor=cfg.run.divergence_factor, max_steps=steps,
-                        fused=fused_engine(cfg, model, data.n, data.d))
+                        fused=fused_engine(cfg, model, data.n, data.d, stacked))
 
 
 def train(cfg: DictConfig) -> dict:
@@ -143,7 +146,7 @@ def train(cfg: DictConfig) -> dict:
     out = output_dir(cfg)
     data = RegressionData(*build(cfg.data, "data"))
     replicas = expand(cfg)
-    tasks = [make_task(c, data) for _, c in replicas] or [make_task(cfg, data)]
+    tasks = [make_task(c, data, stacked=True) for _, c in replicas] or [make_task(cfg, data)]
     small = data.n * data.d * len(tasks) < SMALL_PROBLEM
     torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
     if replicas:

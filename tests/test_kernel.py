@@ -14,18 +14,20 @@ from tests.test_replicas import LOSSES, assert_same, run_in
 
 @pytest.mark.parametrize("depth, c", [(2, 1.0), (2, 2.0), (3, 3.0)])
 def test_one_step_is_gd_on_a_power_form(depth, c):
+    """A stack of two rows: the first takes one GD step (against numpy), the second is told to take none."""
     rng = np.random.default_rng(depth)
     X, y = rng.standard_normal((7, 5)), rng.standard_normal(7)
-    a, b = rng.uniform(0.1, 1, 5), rng.uniform(0.1, 1, 5)
-    beta = a**depth - b**depth
-    r = X @ beta - y
+    a, b = rng.uniform(0.1, 1, (2, 5)), rng.uniform(0.1, 1, (2, 5))
+    before_a, before_b = a.copy(), b.copy()
+    r = X @ (a[0] ** depth - b[0] ** depth) - y
     h = 0.01 * X.T @ r / 7
-    expected_a, expected_b = a - c * h * a ** (depth - 1), b + c * h * b ** (depth - 1)
-    losses, rec = np.empty(1), np.empty((1, 5))
-    records, _, _ = power_steps(X, y, a, b, depth, c, 0.01 / 7, np.arange(7)[None], 7, 0, False, 0, 1, losses, rec, rec.copy())
-    assert records == 1 and losses[0] == pytest.approx(r @ r / 14, rel=1e-14)
-    np.testing.assert_allclose(a, expected_a, rtol=1e-14)
-    np.testing.assert_allclose(b, expected_b, rtol=1e-14)
+    losses, rec, counts = np.empty((1, 2)), np.empty((2, 1, 5)), np.zeros(2, np.int64)
+    power_steps(X, y, a, b, depth, c, np.array([0.01 / 7, 0.01 / 7]), np.array([1, 0]), np.arange(7)[None], 7, 0, False, 0,
+                np.array([1, 1]), losses, rec, rec.copy(), counts)
+    assert list(counts) == [1, 0] and losses[0, 0] == pytest.approx(r @ r / 14, rel=1e-14)
+    np.testing.assert_allclose(a[0], before_a[0] - c * h * before_a[0] ** (depth - 1), rtol=1e-14)
+    np.testing.assert_allclose(b[0], before_b[0] + c * h * before_b[0] ** (depth - 1), rtol=1e-14)
+    assert np.array_equal(a[1], before_a[1]) and np.array_equal(b[1], before_b[1])
 
 
 @pytest.mark.parametrize("overrides", [

@@ -57,10 +57,14 @@ def assert_replicas_are_runs(tmp_path, replica_overrides: list[str], single_over
     return replicated
 
 
-def test_three_alpha_replicas_are_three_runs(tmp_path):
+ENGINES = pytest.mark.parametrize("engine", ["auto", "torch"])  # small problems: the fused loop, or mat-mats
+
+
+@ENGINES
+def test_three_alpha_replicas_are_three_runs(tmp_path, engine):
     alphas = ["1e-05", "1e-20", "1e-50"]
     summary = assert_replicas_are_runs(tmp_path, [f"model.alpha=[{','.join(alphas)}]"],
-                                       [[f"model.alpha={a}"] for a in alphas], *FIG1)
+                                       [[f"model.alpha={a}"] for a in alphas], *FIG1, f"run.engine={engine}")
     entries = summary["replicas"]
     assert [e["replica"] for e in entries] == [f"{i}_model.alpha={a}" for i, a in enumerate(alphas)]
     assert [e["steps"] for e in entries] == [math.ceil(2.5 * math.log(1 / float(a)) / 1e-2) for a in alphas]
@@ -80,16 +84,18 @@ def test_step_size_and_seed_replicas_are_their_runs(tmp_path):
     assert summary["replicas"][1]["replica"] == "1_model.shape_seed=3,optim.lr=0.005"  # in the order of REPLICABLE
 
 
-def test_sgd_replicas_share_the_batches_of_their_runs(tmp_path):
+@ENGINES
+def test_sgd_replicas_share_the_batches_of_their_runs(tmp_path, engine):
     assert_replicas_are_runs(tmp_path, ["model.alpha=[1e-10,1e-30]"], [["model.alpha=1e-10"], ["model.alpha=1e-30"]],
                              "experiment=sgd", "run.t_max=1.5", "callbacks.theory.figures=false",
-                             LOSSES)
+                             LOSSES, f"run.engine={engine}")
 
 
-def test_diverging_replicas_stop_alone_and_the_others_are_their_runs(tmp_path):
+@ENGINES
+def test_diverging_replicas_stop_alone_and_the_others_are_their_runs(tmp_path, engine):
     """(α = 1e-100, lr = 2) diverges while it has the second most steps to go: its row leaves the stack, the
     rows behind it move up, and the replicas that go on are still exactly their separate runs."""
-    common = ("run.t_max=10", "run.steps_per_call=50", "callbacks.theory.figures=false")
+    common = ("run.t_max=10", "run.steps_per_call=50", "callbacks.theory.figures=false", f"run.engine={engine}")
     summary = run_in(tmp_path / "run", *common, "model.alpha=[1e-100,1e-3]", "optim.lr=[0.2,2]")
     entries = {e["replica"]: e for e in summary["replicas"]}
     assert [e["status"] for e in entries.values()] == ["completed", "diverged", "completed", "diverged"]
