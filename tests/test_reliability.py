@@ -18,7 +18,9 @@ from dlnlab.checks import ConfigError
 from dlnlab.train import train
 from tests.conftest import compose_cfg
 
-RUN = ("data=fixture", "model.alpha=1e-30", "run.t_max=20", "+callbacks.losses._target_=dlnlab.callbacks.LossFile")
+RUN = ("data=fixture", "model.alpha=1e-30", "run.t_max=20", "+callbacks.losses._target_=dlnlab.callbacks.LossFile",
+       "callbacks.checkpoints.every_s=0",  # a checkpoint every unit of t, however fast the run
+       "run.engine=torch")  # the fused engine finishes this run before a signal can reach it (resumes: tests below)
 
 
 def run_in(out: Path, *overrides: str) -> dict:

@@ -43,12 +43,12 @@ class ActiveCoordinates(pl.Callback):
         betas = pl_module.record_betas.cpu().numpy()
         duals = None if pl_module.record_duals is None else pl_module.record_duals.cpu().numpy()
         losses = pl_module.step_losses.cpu().numpy()[steps - pl_module.first_step]
-        changed = np.zeros(len(steps), dtype=bool)
-        for j, step in enumerate(steps):
-            active = np.flatnonzero(np.abs(betas[j]) > self.threshold).tolist()
-            if active != self.active:
-                changed[j] = True
-                self._event(trainer, int(step), step / steps_per_t, active)
+        masks = np.abs(betas) > self.threshold
+        before = np.zeros((1, masks.shape[1]), dtype=bool)
+        before[0, self.active] = True
+        changed = (masks != np.concatenate([before, masks[:-1]])).any(axis=1)  # vectorised: one row per record
+        for j in np.flatnonzero(changed):
+            self._event(trainer, int(steps[j]), steps[j] / steps_per_t, np.flatnonzero(masks[j]).tolist())
         logged = set(schedule(steps, losses, steps_per_t, self.every_t, self.loss_rtol, self._last).tolist())
         logged |= set(np.flatnonzero(changed).tolist())
         self._last = (int(steps[-1]), float(losses[-1]))
