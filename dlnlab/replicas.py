@@ -49,10 +49,10 @@ def expand(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     return replicas
 
 
-def replica_steps_per_call(n: int, d: int, replicas: int) -> int:
+def replica_steps_per_call(n: int, d: int, replicas: int, fused: bool) -> int:
     """Steps per training_step for a stack: as for one network (a block and its callbacks both cost E
     times one network's), with the block's loss record within BLOCK_BYTES."""
-    return max(1, min(steps_per_call(n, d), BLOCK_BYTES // (8 * replicas)))
+    return max(1, min(steps_per_call(n, d, fused), BLOCK_BYTES // (8 * replicas)))
 
 
 def stack(models: list[DiagonalNetwork]) -> DiagonalNetwork:
@@ -171,7 +171,8 @@ class ReplicaTask(DiagonalTask):
     def training_step(self, batch, batch_idx):
         first = self.trainer.global_step
         rows = self.active
-        k = min(self.steps_per_call, self.replicas[self.order[0]].max_steps - first)
+        k = min(self.steps_per_call, self.replicas[self.order[0]].max_steps - first,
+                self.record_cap([self.replicas[e] for e in self.order[:rows]]))
         with torch.no_grad():
             losses, records = self._steps(first, k, rows)
         self.ran = self.order[:rows]

@@ -129,11 +129,11 @@ def make_task(cfg: DictConfig, data: RegressionData, stacked: bool = False) -> D
         raise ConfigError(f"run.t_max={cfg.run.t_max:g} needs {steps:.3g} steps (T_α = {model.time_scale():.3g}, "
                           f"optim.lr={lr:g}): use a larger model.alpha (depth ≥ 3 converges polynomially: 1e-2 is small "
                           f"there), a larger step, a shorter run.t_max, or cap it with trainer.max_steps")
+    fused = fused_engine(cfg, model, data.n, data.d, stacked)
     return DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
-                        steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d), seed=cfg.run.seed,
+                        steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d, fused), seed=cfg.run.seed,
                         record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
-                        divergence_factor=cfg.run.divergence_factor, max_steps=steps,
-                        fused=fused_engine(cfg, model, data.n, data.d, stacked))
+                        divergence_factor=cfg.run.divergence_factor, max_steps=steps, fused=fused)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -150,7 +150,7 @@ def train(cfg: DictConfig) -> dict:
     small = data.n * data.d * len(tasks) < SMALL_PROBLEM
     torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
     if replicas:
-        task = ReplicaTask(tasks, cfg.run.steps_per_call or replica_steps_per_call(data.n, data.d, len(tasks)))
+        task = ReplicaTask(tasks, cfg.run.steps_per_call or replica_steps_per_call(data.n, data.d, len(tasks), tasks[0].fused))
         roots = [out / "replicas" / name for name, _ in replicas]
         per_replica = [[instantiate(c) for c in cfg.callbacks.values()] for _ in replicas]
         loggers = [instantiate(cfg.logger, save_dir=str(root)) if cfg.logger else None for root in roots]
