@@ -219,7 +219,8 @@ class DiagonalTask(pl.LightningModule):
                                                      b_name: torch.from_numpy(rec_b[row, :counts[row]])})
                 betas, duals = recorded.beta(), recorded.dual()
                 steps = range(first + (-first) % task.record_every, first + ends[row], task.record_every)
-                records += [(row, step, betas[i], None if duals is None else duals[i]) for i, step in enumerate(steps)]
+                duals = [None] * len(steps) if duals is None else duals.unbind(0)
+                records += zip([row] * len(steps), steps, betas.unbind(0), duals)
         return torch.from_numpy(losses), records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -195,19 +195,20 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     config.register()
-    steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}
+    steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}  # loops timed directly
+    slope_for = {"20x40": 200_000, "100x1000": 20_000, "1000x10000": 200}  # dlnlab: enough to rise above fixed costs
     results = []
     for size in args.sizes:
         n, d = map(int, size.split("x"))
-        steps = steps_for.get(size, 1000)
+        steps, slope = steps_for.get(size, 1000), slope_for.get(size, 1000)
         torch.set_num_threads(1 if n * d < 1_000_000 else torch.get_num_threads())
         X, y = (torch.from_numpy(a).to(args.device) for a in synthetic(n=n, d=d, k=5, seed=0))
         for method, batch in (("gd", None), ("sgd", max(1, n // 10))):
             row = {"size": size, "method": method, "device": args.device}
             row["floor"] = median_rate(floor_loop(X, y, batch), steps, args.repeats)
             row["bare"] = median_rate(bare_loop(X, y, batch), steps, args.repeats)
-            row["dlnlab"], row["dlnlab_fixed_s"] = dlnlab_rate(n, d, batch, args.device, False, steps, args.repeats)
-            row["quiet"], _ = dlnlab_rate(n, d, batch, args.device, True, steps, args.repeats)
+            row["dlnlab"], row["dlnlab_fixed_s"] = dlnlab_rate(n, d, batch, args.device, False, slope, args.repeats)
+            row["quiet"], _ = dlnlab_rate(n, d, batch, args.device, True, slope, args.repeats)
             if method == "gd":
                 row["autograd_bare"] = median_rate(bare_autograd_loop(X, y), steps // 4, args.repeats)
                 row["autograd_dlnlab"], _ = dlnlab_rate(n, d, None, args.device, True, steps // 4, args.repeats,
@@ -223,7 +224,7 @@ def main() -> None:
             if method != "gd":
                 continue
             for replicas in args.replicas:  # network-steps/s of a stack of E replicas against one network
-                rate, _ = dlnlab_rate(n, d, None, args.device, False, steps, args.repeats,
+                rate, _ = dlnlab_rate(n, d, None, args.device, False, max(20, slope * 8 // replicas), args.repeats,
                                       replicas=replicas)
                 results.append({"size": size, "method": "gd", "device": args.device, "replicas": replicas,
                                 "network_steps": replicas * rate, "single_network_steps": row["dlnlab"]})
