@@ -12,7 +12,8 @@ import urllib.request
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlnlab.train import train
+from dlnlab.theory import flow, saddle_path
+from dlnlab.train import build, train
 from tests.conftest import compose_cfg
 
 # A 15 × 30 Gaussian problem whose limit has three well-separated jumps (t = 0.715, 2.281, 3.043)
@@ -65,6 +66,24 @@ def test_event_files_hold_overlay_layout_table_and_figures(gaussian_run):
     limit = {e.step: e.value for e in events.Scalars("limit/loss")}
     run_loss = {e.step: e.value for e in events.Scalars("train/loss")}
     assert limit[0] == pytest.approx(run_loss[0])  # same clock: both start at L(0)
+
+
+@pytest.mark.slow
+def test_overlay_scalars_are_the_theory_at_their_steps(gaussian_run):
+    """Every logged limit/* and flow/* value is Algorithm 1's and the exact flow's at that step's t,
+    computed here independently (TensorBoard stores float32)."""
+    out, summary = gaussian_run
+    cfg = compose_cfg(*GAUSSIAN)
+    X, y = build(cfg.data, "data")
+    path, steps_per_t = saddle_path(X, y), summary["time_scale"] / summary["lr"]
+    exact = flow(X, y, math.log(summary["alpha"]), [summary["t_reached"] + 0.1], dense=True, rtol=1e-10, atol=1e-12)
+    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0}).Reload()
+    limit, flow_beta = events.Scalars("limit/loss"), events.Scalars("flow/beta/4")
+    assert len(limit) > 50 and len(flow_beta) == len(limit)
+    for e in limit:
+        assert e.value == pytest.approx(path.loss(e.step / steps_per_t), rel=1e-6)
+    for e in flow_beta:
+        assert e.value == pytest.approx(exact.at(e.step / steps_per_t)[0][4], rel=1e-4, abs=1e-7)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ class ActiveCoordinates(pl.Callback):
         self.tracked: list[int] = []
         self.events: list[dict] = []
         self.history: dict[str, list] = {"step": [], "t": [], "loss": [], "beta": [], "dual": []}
-        self.references: list = []  # objects with scalars(t, tracked) -> dict, e.g. the theory overlay
+        self.references: list = []  # objects with scalars(times, tracked) -> a dict per time, e.g. the theory overlay
         self._last: tuple[int, float] | None = None
         self._last_hist = -np.inf
 
@@ -52,10 +52,14 @@ class ActiveCoordinates(pl.Callback):
         logged = set(schedule(steps, losses, steps_per_t, self.every_t, self.loss_rtol, self._last).tolist())
         logged |= set(np.flatnonzero(changed).tolist())
         self._last = (int(steps[-1]), float(losses[-1]))
-        tb = writer(trainer)
-        for j in sorted(logged):
+        tb, js, tracked = writer(trainer), sorted(logged), list(self.tracked)
+        extra = [{"active/count": int(masks[j].sum())} for j in js]
+        for reference in self.references:  # all of the block's logged times at once
+            for values, more in zip(extra, reference.scalars(steps[js] / steps_per_t, tracked)):
+                values.update(more)
+        for j, values in zip(js, extra):
             self._log(tb, int(steps[j]), steps[j] / steps_per_t, float(losses[j]), betas[j],
-                      None if duals is None else duals[j])
+                      None if duals is None else duals[j], tracked, values)
         if (tb is not None and steps[-1] / steps_per_t - self._last_hist >= self.hist_every_t
                 and np.isfinite(betas[-1]).all()):
             self._last_hist = steps[-1] / steps_per_t
@@ -72,14 +76,11 @@ class ActiveCoordinates(pl.Callback):
             change = " ".join([f"+{i}" for i in entering] + [f"−{i}" for i in leaving])
             tb.add_text("events/active", f"t = {t:.4g}, step {step}: {change} → {{{', '.join(map(str, active))}}}", step)
 
-    def _log(self, tb, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None) -> None:
-        tracked = list(self.tracked)
-        values = {"active/count": len(self.active)}
+    def _log(self, tb, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None,
+             tracked: list[int], values: dict) -> None:
         values.update({f"train/beta/{i}": beta[i] for i in tracked})
         if dual is not None:
             values.update({f"train/dual/{i}": dual[i] for i in tracked})
-        for reference in self.references:
-            values.update(reference.scalars(t, tracked))
         if tb is not None:
             add_scalars(tb, values, step)
         for key, value in (("step", step), ("t", t), ("loss", loss), ("beta", beta[tracked]),

@@ -56,20 +56,24 @@ class TheoryOverlay(pl.Callback):
         r = beta @ self._X.T - self._y
         return (r * r).sum(axis=-1) / (2 * len(self._y))
 
-    def scalars(self, t: float, tracked: list[int]) -> dict[str, float]:
-        """The limit's (and the flow's) loss, β_i and s_i at accelerated time t, as TensorBoard tags."""
+    def scalars(self, times: np.ndarray, tracked: list[int]) -> list[dict[str, float]]:
+        """The limit's (and the flow's) loss, β_i and s_i at accelerated times `times`, as TensorBoard tags:
+        one dict per time, evaluated for all of them at once."""
+        times = np.asarray(times, dtype=float)
         if self.path is None:
-            return {}
-        values = {"limit/loss": self.path.loss(t)}
-        beta, s = self.path.beta(t, tracked), self.path.dual(t, tracked)
-        values.update({f"limit/beta/{i}": b for i, b in zip(tracked, beta)})
-        values.update({f"limit/dual/{i}": v for i, v in zip(tracked, s)})
-        if self.flow is not None and t <= self.flow.times[-1]:
-            beta, s = self.flow.at(t)
-            values["flow/loss"] = self._loss(beta)
-            values.update({f"flow/beta/{i}": beta[i] for i in tracked})
-            values.update({f"flow/dual/{i}": s[i] for i in tracked})
-        return values
+            return [{} for _ in times]
+        loss, beta, s = self.path.loss(times), self.path.beta(times, tracked), self.path.dual(times, tracked)
+        rows = [{"limit/loss": loss[j], **{f"limit/beta/{i}": b for i, b in zip(tracked, beta[j])},
+                 **{f"limit/dual/{i}": v for i, v in zip(tracked, s[j])}} for j in range(len(times))]
+        inside = np.flatnonzero(times <= self.flow.times[-1]) if self.flow is not None else []
+        if len(inside):
+            beta, s = self.flow.at(times[inside])
+            beta, s = beta.reshape(len(inside), -1), s.reshape(len(inside), -1)
+            loss = self._loss(beta)
+            for n, j in enumerate(inside):
+                rows[j].update({"flow/loss": loss[n], **{f"flow/beta/{i}": beta[n, i] for i in tracked},
+                                **{f"flow/dual/{i}": s[n, i] for i in tracked}})
+        return rows
 
     def _write_layout(self, trainer, tracked: list[int]) -> None:
         tb = writer(trainer)
