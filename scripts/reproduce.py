@@ -5,7 +5,7 @@
 Runs every conf/experiment file (quick: fig1 and deactivation), an α-sweep and a step-size sweep of
 fig1 (each one replica run: model.alpha=[...], optim.lr=[...]), aggregates both sweeps, and writes
 report.md embedding the figures and the saddle tables (run against the exact flow and the α → 0
-limit). Full: ~2 min on 2 cores; quick: ~1.
+limit). Full: about 1 min on 2 cores; quick: less.
 """
 
 import argparse
