@@ -133,8 +133,8 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None
     if quiet:
         overrides += ["callbacks=none", "~logger"]
     if replicas:  # a seed sweep: E networks of random initialisation shapes, the same clock
-        overrides += ["model.shape=random", f"model.shape_seed=[{','.join(map(str, range(replicas)))}]",
-                      "callbacks.theory.figures=false"]
+        overrides += ["model.shape=random", f"model.shape_seed=[{','.join(map(str, range(replicas)))}]"]
+        overrides += [] if quiet else ["callbacks.theory.figures=false"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     if model is not None:
