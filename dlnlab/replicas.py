@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dlnlab.checks import ConfigError
 from dlnlab.models import DiagonalNetwork
 from dlnlab.models.base import rebind, tensors, with_tensors
-from dlnlab.task import DiagonalTask, _count_optimizer_steps, steps_per_call
+from dlnlab.task import DiagonalTask, Records, _count_optimizer_steps, stack_records, steps_per_call
 
 REPLICABLE = {"model.alpha": float, "model.shape_seed": int, "optim.lr": float}  # may vary between networks on one X, y
 BLOCK_BYTES = 2**25  # cap on the loss record of a block (steps × replicas floats): 32 MB
@@ -178,8 +178,7 @@ class ReplicaTask(DiagonalTask):
         self.ran = self.order[:rows]
         for row, e in enumerate(self.ran):
             replica = self.replicas[e]
-            replica.take(first, losses[:min(k, replica.max_steps - first), row],
-                         [(step, beta, dual) for r, step, beta, dual in records if r == row])
+            replica.take(first, losses[:min(k, replica.max_steps - first), row], records[row])
             if replica.status == "running" and self.stop_requested:
                 replica.status = "interrupted"
         _count_optimizer_steps(self.trainer, k)
@@ -203,9 +202,9 @@ class ReplicaTask(DiagonalTask):
         self.order = order
         self._bind()
 
-    def _steps(self, first: int, k: int, rows: int) -> tuple[torch.Tensor, list]:
+    def _steps(self, first: int, k: int, rows: int) -> tuple[torch.Tensor, list[Records]]:
         """k steps of the first `rows` rows; row r stops after its replica's own step count. Returns the
-        losses (k, rows), valid for row r up to that count, and records (row, step, β, s). In the fused
+        losses (k, rows), valid for row r up to that count, and each row's records. In the fused
         engine (small problems) the kernel steps every row in turn; else two matrix products a step."""
         if self.fused:
             tasks = [self.replicas[e] for e in self.order[:rows]]
@@ -222,7 +221,8 @@ class ReplicaTask(DiagonalTask):
         losses, residuals, H = X.new_empty((k, rows)), X.new_empty((rows, n)), X.new_empty((rows, d))
         batch = self.batch_size
         alpha = (1.0 if self.lrs is not None else self.lr) / (batch or n)
-        Xt, addmm, vecdot, records, m = X.T, torch.addmm, torch.linalg.vecdot, [], 0
+        Xt, addmm, vecdot, m = X.T, torch.addmm, torch.linalg.vecdot, 0
+        records: list[list] = [[] for _ in range(rows)]
         Xs, ys = self._shuffled or (None, None)
         for j in range(k):
             if not m or ends[m - 1] <= j:  # a replica reached its step count: step the rows before it
@@ -231,7 +231,7 @@ class ReplicaTask(DiagonalTask):
                 scale = None if self.lrs is None else self.lrs[:m]
             B = beta_of()
             for r in plan.get(j, ()):
-                records.append((r, first + j, B[r].clone(), models[r].dual()))
+                records[r].append((first + j, B[r].clone(), models[r].dual()))
             if batch is None:
                 R = addmm(y, B, Xt, beta=-1, out=residuals[:m])  # R = Bᵀ X − y, one row per replica
                 addmm(h, R, X, beta=0, alpha=alpha, out=h)
@@ -246,7 +246,7 @@ class ReplicaTask(DiagonalTask):
             if scale is not None:
                 h.mul_(scale)
             descend(h)
-        return losses.mul_(0.5 / n), records
+        return losses.mul_(0.5 / n), [stack_records(r, X) for r in records]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -128,15 +128,13 @@ class DiagonalTask(pl.LightningModule):
         d = self.X.shape[1]
         return max(1, RECORD_BYTES * min(task.record_every for task in tasks) // (16 * d * len(tasks)))
 
-    def take(self, first: int, losses: torch.Tensor, records: list) -> None:
-        """Make a block of steps the current record (losses from step `first` on, records as (step, β, s)),
+    def take(self, first: int, losses: torch.Tensor, records: "Records") -> None:
+        """Make a block of steps the current record (losses from step `first` on, and its records),
         and mark the run diverged at its first loss that is not finite or above divergence_factor·L(β_0)."""
         self.first_step = first
         self.step_losses = losses
         self.steps_done = first + len(losses)
-        self.record_steps = [step for step, _, _ in records]
-        self.record_betas = torch.stack([b for _, b, _ in records]) if records else losses.new_empty((0, self.X.shape[1]))
-        self.record_duals = torch.stack([s for _, _, s in records]) if records and records[0][2] is not None else None
+        self.record_steps, self.record_betas, self.record_duals = records
         if self.initial_loss is None:
             self.initial_loss = float(losses[0])
         bad = ~torch.isfinite(losses) | (losses > self.divergence_factor * self.initial_loss)
@@ -149,7 +147,7 @@ class DiagonalTask(pl.LightningModule):
             return {}
         return {"t": f"{self.accelerated_time(self.steps_done):.3f}", "loss": f"{float(self.step_losses[-1]):.3e}"}
 
-    def _steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
+    def _steps(self, first: int, k: int) -> tuple[torch.Tensor, "Records"]:
         """k optimiser steps on the device, with as few tensor operations per step as possible:
         the residuals go straight into rows of one buffer (losses come from it at the end), the
         gradient into a preallocated vector, already scaled by lr / batch."""
@@ -180,18 +178,18 @@ class DiagonalTask(pl.LightningModule):
                 self._pos = a + batch
             descend(h)
         losses = residuals.square_().sum(dim=1).mul_(0.5 / n)
-        return losses, records
+        return losses, stack_records(records, X)
 
-    def _fused_steps(self, first: int, k: int) -> tuple[torch.Tensor, list]:
+    def _fused_steps(self, first: int, k: int) -> tuple[torch.Tensor, "Records"]:
         """`_steps` in dlnlab.kernel's compiled loop: `fused_block` for a stack of one."""
         losses, records = self.fused_block(first, [self], [k])
-        return losses[:, 0], [(step, beta, dual) for _, step, beta, dual in records]
+        return losses[:, 0], records[0]
 
-    def fused_block(self, first: int, tasks: list["DiagonalTask"], ends: list[int]) -> tuple[torch.Tensor, list]:
+    def fused_block(self, first: int, tasks: list["DiagonalTask"], ends: list[int]) -> tuple[torch.Tensor, list["Records"]]:
         """max(ends) steps of the tasks' models (the rows of a stack, or this task's own model), stepped in
         dlnlab.kernel's compiled loop on numpy views of their tensors; task e stops after ends[e]. SGD's
         row orders for the block are drawn beforehand, in the order the tensor path draws them.
-        Returns the losses (steps, tasks) and the records (row, step, β, s)."""
+        Returns the losses (steps, tasks) and each task's records."""
         from dlnlab.kernel import power_steps  # numba compiles on first use (cached on disk after)
 
         X, y, k = self.X.numpy(), self.y.numpy(), max(ends)
@@ -214,13 +212,10 @@ class DiagonalTask(pl.LightningModule):
             self._perm, self._pos, self._shuffled = torch.from_numpy(perms[epoch].copy()), pos, None
         records = []
         for row, task in enumerate(tasks):
-            if counts[row]:
-                recorded = with_tensors(task.model, {a_name: torch.from_numpy(rec_a[row, :counts[row]]),
-                                                     b_name: torch.from_numpy(rec_b[row, :counts[row]])})
-                betas, duals = recorded.beta(), recorded.dual()
-                steps = range(first + (-first) % task.record_every, first + ends[row], task.record_every)
-                duals = [None] * len(steps) if duals is None else duals.unbind(0)
-                records += zip([row] * len(steps), steps, betas.unbind(0), duals)
+            recorded = with_tensors(task.model, {a_name: torch.from_numpy(rec_a[row, :counts[row]]),
+                                                 b_name: torch.from_numpy(rec_b[row, :counts[row]])})
+            steps = range(first + (-first) % task.record_every, first + ends[row], task.record_every)
+            records.append((list(steps), recorded.beta(), recorded.dual()))
         return torch.from_numpy(losses), records
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -231,6 +226,17 @@ class DiagonalTask(pl.LightningModule):
         state = checkpoint["dlnlab_task"]
         self._generator_state, self._perm, self._pos = state["generator"], state["perm"], state["pos"]
         self.initial_loss = state["initial_loss"]
+
+
+Records = tuple[list[int], torch.Tensor, torch.Tensor | None]  # a block's recorded steps, β and s (rows)
+
+
+def stack_records(records: list[tuple[int, torch.Tensor, torch.Tensor | None]], like: torch.Tensor) -> Records:
+    """Records (step, β, s) taken one step at a time as one Records; `like` (X) gives an empty one its shape."""
+    if not records:
+        return [], like.new_empty((0, like.shape[1])), None
+    steps, betas, duals = zip(*records)
+    return list(steps), torch.stack(betas), None if duals[0] is None else torch.stack(duals)
 
 
 def _count_optimizer_steps(trainer: pl.Trainer, k: int) -> None:

@@ -183,10 +183,11 @@ class PlateauLogger(pl.Callback):
             self._settle(self.plateaus[-1], end=trainer.global_step)
 
     def _keep(self, pl_module, plateau: Plateau) -> None:
-        losses = pl_module.step_losses
-        for step, beta in zip(pl_module.record_steps, pl_module.record_betas):
-            if plateau.start_step <= step < (plateau.end_step or np.inf):
-                self._records.append((step, float(losses[step - pl_module.first_step]), beta.cpu().numpy()))
+        steps = np.asarray(pl_module.record_steps, dtype=np.int64)
+        inside = np.flatnonzero((steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf)))
+        if len(inside):
+            losses = pl_module.step_losses.cpu().numpy()[steps[inside] - pl_module.first_step]
+            self._records += zip(steps[inside].tolist(), losses.tolist(), pl_module.record_betas.cpu().numpy()[inside])
         if len(self._records) > self.KEEP:
             self._records = self._records[::2]
 
