@@ -58,8 +58,10 @@ class ActiveCoordinates(pl.Callback):
             for values, more in zip(extra, reference.scalars(steps[js] / steps_per_t, tracked)):
                 values.update(more)
         for j, values in zip(js, extra):
-            self._log(tb, int(steps[j]), steps[j] / steps_per_t, float(losses[j]), betas[j],
+            self._log(int(steps[j]), steps[j] / steps_per_t, float(losses[j]), betas[j],
                       None if duals is None else duals[j], tracked, values)
+        if tb is not None:
+            add_scalars(tb, list(zip(steps[js], extra)))
         if (tb is not None and steps[-1] / steps_per_t - self._last_hist >= self.hist_every_t
                 and np.isfinite(betas[-1]).all()):
             self._last_hist = steps[-1] / steps_per_t
@@ -76,13 +78,12 @@ class ActiveCoordinates(pl.Callback):
             change = " ".join([f"+{i}" for i in entering] + [f"−{i}" for i in leaving])
             tb.add_text("events/active", f"t = {t:.4g}, step {step}: {change} → {{{', '.join(map(str, active))}}}", step)
 
-    def _log(self, tb, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None,
+    def _log(self, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None,
              tracked: list[int], values: dict) -> None:
+        """Add the tracked coordinates to a logged step's scalars, and keep them for the figures."""
         values.update({f"train/beta/{i}": beta[i] for i in tracked})
         if dual is not None:
             values.update({f"train/dual/{i}": dual[i] for i in tracked})
-        if tb is not None:
-            add_scalars(tb, values, step)
         for key, value in (("step", step), ("t", t), ("loss", loss), ("beta", beta[tracked]),
                            ("dual", None if dual is None else dual[tracked])):
             self.history[key].append(value)
