@@ -90,7 +90,11 @@ def check_run(cfg: DictConfig, n: int) -> None:
 
 
 def output_dir(cfg: DictConfig) -> Path:
+    """Hydra's run directory under dlnlab-train; run.output_dir when train() is called from Python."""
     if HydraConfig.initialized():
+        if cfg.run.output_dir is not None:
+            raise ConfigError(f"run.output_dir={cfg.run.output_dir} is for train() called from Python: dlnlab-train "
+                              "writes where Hydra says, so pass hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
         return Path(HydraConfig.get().runtime.output_dir)
     if cfg.run.output_dir is None:
         raise ConfigError("run.output_dir is not set: outside dlnlab-train, pass run.output_dir=<folder>")

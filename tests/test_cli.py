@@ -61,6 +61,8 @@ def test_overrides_and_experiment_and_depth(tmp_path):
     ("model.alpha=abc", "dlnlab-train: error: model.alpha='abc' must be a number or a list of them"),
     ("model.alpah=1e-3", "Key 'alpah' not in 'UVModelConfig'"),
     ("data.path=x.npz", "Key 'path' not in 'SyntheticDataConfig'"),
+    ("run.output_dir=elsewhere", "run.output_dir=elsewhere is for train() called from Python: dlnlab-train writes "
+                                "where Hydra says, so pass hydra.run.dir=<folder>"),
 ])
 def test_bad_override_is_one_clear_message_and_no_run(tmp_path, override, message):
     proc = dlnlab_train(tmp_path, override)
