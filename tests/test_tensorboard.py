@@ -4,11 +4,13 @@ import os
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 from torch.utils.tensorboard import SummaryWriter
 
-from dlnlab.callbacks.tensorboard import add_scalars, masked_crc32c
+from dlnlab.callbacks.tensorboard import add_scalars, masked_crc32c, scalar_event
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 100, 1500, 10_000])
@@ -17,6 +19,17 @@ def test_checksum_is_tensorboards_own(size):
     data = os.urandom(size)
     assert masked_crc32c(data) == pywrap_tensorflow.masked_crc32c(data)
     assert record_writer.masked_crc32c is masked_crc32c
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
+def test_scalar_events_parse_to_the_event_protobuf_builds(step):
+    values = {"train/loss": 0.25, "train/beta/12": -3e-30, "a": float("inf"), "t/β": 1e6, "x" * 200: 7.0, "n": 3}
+    expected = Event(wall_time=1.7e9 + 0.123, step=step, summary=Summary(value=[
+        Summary.Value(tag=tag, simple_value=v) for tag, v in values.items()]))
+    assert Event.FromString(scalar_event(step, 1.7e9 + 0.123, values)) == expected
+    assert Event.FromString(scalar_event(step, 1.0, {})) == Event(wall_time=1.0, step=step, summary=Summary())
+    nan = Event.FromString(scalar_event(step, 1.0, {"b": float("nan")})).summary.value[0]
+    assert nan.tag == "b" and nan.simple_value != nan.simple_value
 
 
 def test_scalars_written_in_one_event_read_back(tmp_path):
