@@ -4,6 +4,7 @@
 """
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -175,7 +176,7 @@ def train(cfg: DictConfig) -> dict:
 
     start = time.perf_counter()
     try:
-        with stop_on_signals(task), contextlib.suppress(SIGTERMException):  # already stopped cleanly
+        with stop_on_signals(task), frozen_heap(), contextlib.suppress(SIGTERMException):  # already stopped cleanly
             trainer.fit(task, datamodule=data, ckpt_path=cfg.ckpt_path)
     finally:
         wall_time_s = time.perf_counter() - start
@@ -191,6 +192,18 @@ def train(cfg: DictConfig) -> dict:
     if replicas:
         aggregate(out)  # the sweep's table and figure (aggregate.md, .csv, .png), as for a multirun
     return summary
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """Keep the objects that exist before training (torch's, Lightning's, matplotlib's: about a million)
+    out of the garbage collector's passes while it trains: a full pass over them stopped a run for
+    0.25–0.4 s at random moments, as long as 300,000 steps of a small problem."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """The training task: step counting, GD = SGD at batch n, autograd models, the loss record, divergence."""
 
+import gc
 import math
 
 import numpy as np
@@ -23,6 +24,23 @@ def test_run_reaches_t_max_in_the_computed_number_of_steps(run):
 def test_trainer_max_steps_caps_the_run(run):
     s = run("trainer.max_steps=123")
     assert s["steps"] == 123 and s["status"] == "completed"
+
+
+class FreezeCount(Callback):
+    """How many objects the garbage collector had frozen during the fit."""
+
+    during: int = 0
+
+    def on_train_batch_end(self, *args):
+        FreezeCount.during = gc.get_freeze_count()
+
+
+def test_the_heap_is_frozen_for_the_fit_and_given_back(run):
+    """Objects made before the fit stay out of the collector's passes during it (frozen), and only then."""
+    before = gc.get_freeze_count()
+    s = run("trainer.max_steps=10", "+callbacks.freeze._target_=tests.test_task.FreezeCount")
+    assert s["status"] == "completed"
+    assert FreezeCount.during > 100_000 and gc.get_freeze_count() == before
 
 
 class LossRecord(Callback):
