@@ -5,7 +5,7 @@ import numpy as np
 
 from dlnlab.callbacks.scalars import schedule
 from dlnlab.callbacks.state import plain
-from dlnlab.callbacks.tensorboard import add_scalars, writer
+from dlnlab.callbacks.tensorboard import add_scalars, tags, writer
 
 
 class ActiveCoordinates(pl.Callback):
@@ -81,11 +81,11 @@ class ActiveCoordinates(pl.Callback):
     def _log(self, step: int, t: float, loss: float, beta: np.ndarray, dual: np.ndarray | None,
              tracked: list[int], values: dict) -> None:
         """Add the tracked coordinates to a logged step's scalars, and keep them for the figures."""
-        values.update({f"train/beta/{i}": beta[i] for i in tracked})
+        beta, dual = beta[tracked], None if dual is None else dual[tracked]
+        values.update(zip(tags("train/beta", tuple(tracked)), beta.tolist()))
         if dual is not None:
-            values.update({f"train/dual/{i}": dual[i] for i in tracked})
-        for key, value in (("step", step), ("t", t), ("loss", loss), ("beta", beta[tracked]),
-                           ("dual", None if dual is None else dual[tracked])):
+            values.update(zip(tags("train/dual", tuple(tracked)), dual.tolist()))
+        for key, value in (("step", step), ("t", t), ("loss", loss), ("beta", beta), ("dual", dual)):
             self.history[key].append(value)
 
     def summary(self) -> dict:

@@ -34,6 +34,12 @@ def writer(trainer: pl.Trainer):
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def tags(prefix: str, indices: tuple[int, ...]) -> tuple[str, ...]:
+    """The tags prefix/i of these coordinates (cached: they name the values of every logged step)."""
+    return tuple(f"{prefix}/{i}" for i in indices)
+
+
 def _varint(n: int) -> bytes:
     """Protobuf's base-128 varint of a non-negative integer."""
     out = bytearray()

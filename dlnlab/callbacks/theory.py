@@ -12,7 +12,7 @@ import numpy as np
 from dlnlab import plots
 from dlnlab.callbacks.coordinates import ActiveCoordinates
 from dlnlab.callbacks.plateaus import PlateauLogger
-from dlnlab.callbacks.tensorboard import writer
+from dlnlab.callbacks.tensorboard import tags, writer
 from dlnlab.checks import ConfigError
 from dlnlab.theory import flow, saddle_path
 
@@ -62,17 +62,17 @@ class TheoryOverlay(pl.Callback):
         times = np.asarray(times, dtype=float)
         if self.path is None:
             return [{} for _ in times]
+        key = tuple(tracked)
         loss, beta, s = self.path.loss(times), self.path.beta(times, tracked), self.path.dual(times, tracked)
-        rows = [{"limit/loss": loss[j], **{f"limit/beta/{i}": b for i, b in zip(tracked, beta[j])},
-                 **{f"limit/dual/{i}": v for i, v in zip(tracked, s[j])}} for j in range(len(times))]
+        rows = [{"limit/loss": f, **dict(zip(tags("limit/beta", key), b)), **dict(zip(tags("limit/dual", key), v))}
+                for f, b, v in zip(loss.tolist(), beta.tolist(), s.tolist())]
         inside = np.flatnonzero(times <= self.flow.times[-1]) if self.flow is not None else []
         if len(inside):
             beta, s = self.flow.at(times[inside])
             beta, s = beta.reshape(len(inside), -1), s.reshape(len(inside), -1)
-            loss = self._loss(beta)
-            for n, j in enumerate(inside):
-                rows[j].update({"flow/loss": loss[n], **{f"flow/beta/{i}": beta[n, i] for i in tracked},
-                                **{f"flow/dual/{i}": s[n, i] for i in tracked}})
+            for j, f, b, v in zip(inside, self._loss(beta).tolist(), beta[:, tracked].tolist(), s[:, tracked].tolist()):
+                rows[j].update({"flow/loss": f, **dict(zip(tags("flow/beta", key), b)),
+                                **dict(zip(tags("flow/dual", key), v))})
         return rows
 
     def _write_layout(self, trainer, tracked: list[int]) -> None:
