@@ -142,16 +142,27 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None
     return cfg
 
 
-def dlnlab_rate(n, d, batch, device, quiet, steps, repeats, model=None, replicas=None) -> tuple[float, float]:
-    """(steps/s from the slope between runs of `steps` and 2·`steps`, fixed cost in s)."""
-    def fit_time(count):
+def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[float, float]]:
+    """{name: (steps/s, fixed cost in s)} of dlnlab runs given as {name: dlnlab_cfg's keyword arguments},
+    steps/s from the slope between runs of `steps` and 2·`steps`. The runs are interleaved (each
+    repeat times every job in turn), so that a slow spell of this shared machine, which can last
+    minutes and cost 40%, falls on all of them alike: their ratios are what the benchmark reports."""
+    def fit_time(job: dict, steps: int) -> float:
         with tempfile.TemporaryDirectory() as out:
-            return train(dlnlab_cfg(n, d, batch, device, quiet, out, count, model, replicas))["wall_time_s"]
-    fit_time(50)
-    short = statistics.median(fit_time(steps) for _ in range(repeats))
-    long = statistics.median(fit_time(2 * steps) for _ in range(repeats))
-    per_step = max(long - short, 1e-12) / steps
-    return 1 / per_step, short - steps * per_step
+            return train(dlnlab_cfg(out=out, **{**job, "steps": steps}))["wall_time_s"]
+    for job in jobs.values():
+        fit_time(job, 50)
+    times = {name: ([], []) for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            times[name][0].append(fit_time(job, job["steps"]))
+            times[name][1].append(fit_time(job, 2 * job["steps"]))
+    rates = {}
+    for name, job in jobs.items():
+        short, long = map(statistics.median, times[name])
+        per_step = max(long - short, 1e-12) / job["steps"]
+        rates[name] = (1 / per_step, short - job["steps"] * per_step)
+    return rates
 
 
 def peak_memory_ratio(n, d, device) -> float:
@@ -196,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     config.register()
     steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}  # loops timed directly
-    slope_for = {"20x40": 600_000, "100x1000": 20_000, "1000x10000": 200}  # dlnlab: well above the fixed costs' noise
+    slope_for = {"20x40": 600_000, "100x1000": 40_000, "1000x10000": 200}  # dlnlab: well above the fixed costs' noise
     results = []
     for size in args.sizes:
         n, d = map(int, size.split("x"))
@@ -207,12 +218,16 @@ def main() -> None:
             row = {"size": size, "method": method, "device": args.device}
             row["floor"] = median_rate(floor_loop(X, y, batch), steps, args.repeats)
             row["bare"] = median_rate(bare_loop(X, y, batch), steps, args.repeats)
-            row["dlnlab"], row["dlnlab_fixed_s"] = dlnlab_rate(n, d, batch, args.device, False, slope, args.repeats)
-            row["quiet"], _ = dlnlab_rate(n, d, batch, args.device, True, slope, args.repeats)
+            base = {"n": n, "d": d, "batch": batch, "device": args.device}
+            jobs = {"dlnlab": {**base, "quiet": False, "steps": slope}, "quiet": {**base, "quiet": True, "steps": slope}}
+            if method == "gd":  # a stack of E replicas, network-steps/s against one network's, timed alongside it
+                jobs |= {E: {**base, "quiet": False, "steps": max(20, slope * 8 // E), "replicas": E} for E in args.replicas}
+            rates = dlnlab_rates(jobs, args.repeats)
+            (row["dlnlab"], row["dlnlab_fixed_s"]), (row["quiet"], _) = rates["dlnlab"], rates["quiet"]
             if method == "gd":
                 row["autograd_bare"] = median_rate(bare_autograd_loop(X, y), steps // 4, args.repeats)
-                row["autograd_dlnlab"], _ = dlnlab_rate(n, d, None, args.device, True, steps // 4, args.repeats,
-                                                        model="__main__.AutogradUV")
+                autograd = {"model": "__main__.AutogradUV", "quiet": True, "steps": steps // 4}
+                row["autograd_dlnlab"] = dlnlab_rates({"autograd": {**base, **autograd}}, args.repeats)["autograd"][0]
             results.append(row)
             line = (f"{size:>10} {method:>3}: floor {row['floor']:9.0f}/s  bare {row['bare']:9.0f}/s  "
                     f"dlnlab {row['dlnlab']:9.0f}/s  | dlnlab/bare {row['dlnlab'] / row['bare']:.2f}x  "
@@ -223,9 +238,8 @@ def main() -> None:
             print(line, flush=True)
             if method != "gd":
                 continue
-            for replicas in args.replicas:  # network-steps/s of a stack of E replicas against one network
-                rate, _ = dlnlab_rate(n, d, None, args.device, False, max(20, slope * 8 // replicas), args.repeats,
-                                      replicas=replicas)
+            for replicas in args.replicas:
+                rate = rates[replicas][0]
                 results.append({"size": size, "method": "gd", "device": args.device, "replicas": replicas,
                                 "network_steps": replicas * rate, "single_network_steps": row["dlnlab"]})
                 print(f"{size:>10}  gd: {replicas:3d} replicas {replicas * rate:10.0f} network-steps/s  | over one "
