@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
 
 from dlnlab.callbacks.theory import TheoryOverlay
 
@@ -66,6 +67,10 @@ class ReplicaCallbacks(pl.Callback):
                 callback.on_train_batch_end(view, replica, outputs, batch, batch_idx)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        drawing = sum(isinstance(c, TheoryOverlay) and c.figures for callbacks in self.replica_callbacks for c in callbacks)
+        if drawing > 4:  # a pause of a minute at 64 replicas, said before it starts
+            rank_zero_info(f"drawing the figures of {drawing} replicas (~0.75 s each; "
+                           "callbacks.theory.figures=false skips them, aggregate.png still compares the replicas)")
         for view, replica, callbacks in self._each(trainer, pl_module):
             for callback in callbacks:
                 callback.on_train_end(view, replica)
