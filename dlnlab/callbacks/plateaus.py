@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from dlnlab.callbacks.scalars import schedule
 from dlnlab.callbacks.state import plain
@@ -72,43 +73,64 @@ class PlateauDetector:
             self.loss0 = float(losses[0])
         self._extend_trace(first_step, losses)
         width = max(1, round(self.window_t / self.bins * steps_per_t))
-        ids = (first_step + np.arange(len(losses))) // width
-        cuts = np.flatnonzero(np.diff(ids)) + 1
-        starts = np.concatenate([[0], cuts])
+        starts = np.union1d(0, np.arange((-first_step) % width, len(losses), width))  # where bins begin
+        steps = first_step + starts
+        ids = steps // width
         lows, highs = np.minimum.reduceat(losses, starts), np.maximum.reduceat(losses, starts)
-        segments = [(int(ids[a]), first_step + int(a), float(lo), float(hi)) for a, lo, hi in zip(starts, lows, highs)]
-        if self._partial is not None and self._partial[0] == segments[0][0]:
-            _, step, lo, hi = self._partial
-            segments[0] = (segments[0][0], step, min(lo, segments[0][2]), max(hi, segments[0][3]))
-        elif self._partial is not None:
-            segments.insert(0, self._partial)
-        self._partial = segments.pop()
+        if self._partial is not None:  # the bin left open by the last block
+            pid, pstep, plow, phigh = self._partial
+            if pid == ids[0]:
+                steps[0], lows[0], highs[0] = pstep, min(plow, lows[0]), max(phigh, highs[0])
+            else:
+                ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in zip((ids, steps, lows, highs), self._partial))
+        self._partial = (int(ids[-1]), int(steps[-1]), float(lows[-1]), float(highs[-1]))
+        return self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t)
+
+    def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float):
+        """Complete bins in order, each closing the window of the last `bins` bins; vectorised over the
+        windows between events (a plateau starts at the first flat window, ends at the first that is not)."""
         events = []
-        for _, step, lo, hi in segments:
-            events += self._on_bin(step, lo, hi, steps_per_t)
+        while len(steps):
+            held = len(self._window)
+            window = np.array(self._window, dtype=float).reshape(-1, 3)
+            steps = np.concatenate([window[:, 0].astype(np.int64), steps])
+            lows, highs = np.concatenate([window[:, 1], lows]), np.concatenate([window[:, 2], highs])
+            flat = np.zeros(len(steps), dtype=bool)  # flat[e]: the window of bins e − bins + 1 .. e
+            if len(steps) >= self.bins:
+                low = sliding_window_view(lows, self.bins).min(axis=1)
+                high = sliding_window_view(highs, self.bins).max(axis=1)
+                flat[self.bins - 1:] = high - low <= self._tolerance(low)
+            hits = np.flatnonzero(flat[held:] != self.in_plateau)
+            if not len(hits):
+                self._window.extend(zip(steps[held:].tolist(), lows[held:].tolist(), highs[held:].tolist()))
+                break
+            e = held + int(hits[0])
+            if self.in_plateau:
+                events.append(("end", self._end(int(steps[e]), steps_per_t)))
+            else:
+                a = e - self.bins + 1
+                events.append(("start", self._start(int(steps[a]), float(lows[a:e + 1].min() + highs[a:e + 1].max()) / 2,
+                                                    steps_per_t)))
+                self._window.extend(zip(steps[a:e + 1].tolist(), lows[a:e + 1].tolist(), highs[a:e + 1].tolist()))
+            steps, lows, highs = steps[e + 1:], lows[e + 1:], highs[e + 1:]
         return events
 
-    def _on_bin(self, step: int, lo: float, hi: float, steps_per_t: float) -> list[tuple[str, Plateau]]:
-        self._window.append((step, lo, hi))
-        low, high = min(b[1] for b in self._window), max(b[2] for b in self._window)
-        flat = len(self._window) == self.bins and high - low <= self._tolerance(low)
-        if self.in_plateau and not flat:
-            plateau = self.plateaus[-1]
-            plateau.end_step, plateau.end_t = step, step / steps_per_t
-            self.in_plateau = False
-            self._window.clear()
-            return [("end", plateau)]
-        if self.in_plateau or not flat:
-            return []
-        start = self._window[0][0]
-        plateau = Plateau(start_step=start, start_t=start / steps_per_t, level=(low + high) / 2)
+    def _end(self, step: int, steps_per_t: float) -> Plateau:
+        plateau = self.plateaus[-1]
+        plateau.end_step, plateau.end_t = step, step / steps_per_t
+        self.in_plateau = False
+        self._window.clear()
+        return plateau
+
+    def _start(self, start: int, level: float, steps_per_t: float) -> Plateau:
+        plateau = Plateau(start_step=start, start_t=start / steps_per_t, level=level)
         if self.plateaus:
             previous = self.plateaus[-1]
             plateau.jump_step = self.crossing(midpoint(previous.level, plateau.level), after=previous.end_step)
             plateau.jump_t = None if plateau.jump_step is None else plateau.jump_step / steps_per_t
         self.plateaus.append(plateau)
         self.in_plateau = True
-        return [("start", plateau)]
+        return plateau
 
     def _extend_trace(self, first_step: int, losses: np.ndarray) -> None:
         steps = first_step + np.arange(len(losses))
