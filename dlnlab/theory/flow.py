@@ -5,6 +5,7 @@ ds/dt = −∇L(β(s)) in accelerated time, with β(s) the parametrisation's mir
 log(1/α); α enters only through log α, so α = 1e-1000 works.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,20 +36,21 @@ class MirrorMap:
             raise ConfigError(f"log_alpha={self.log_alpha!r} at depth={self.depth}: s would have to resolve "
                               "α^(L−2) < 1e-12 next to 1 in float64; depth ≥ 3 converges polynomially, use α ≥ 1e-4")
 
+    @functools.cached_property
     def _sinh_scale(self) -> np.ndarray:
         return (2.0 if self.depth == 2 else 1.0) * np.asarray(self.shape, dtype=float) ** 2
 
     def beta(self, s: np.ndarray) -> np.ndarray:
         if self.depth is None or self.depth == 2:
-            a = -2 * self.log_alpha  # α² sinh(a s) = ½ sign(s) (e^{a(|s|−1)} − e^{−a(|s|+1)}), overflow-safe
-            return self._sinh_scale() * 0.5 * np.sign(s) * (np.exp(a * (np.abs(s) - 1)) - np.exp(-a * (np.abs(s) + 1)))
+            a, m = -2 * self.log_alpha, np.abs(s)  # α² sinh(a s) = ½ sign(s) (e^{a(|s|−1)} − e^{−a(|s|+1)}), overflow-safe
+            return self._sinh_scale * 0.5 * np.sign(s) * (np.exp(a * (m - 1)) - np.exp(-a * (m + 1)))
         c, p = self._c(), self.depth / (self.depth - 2)
         return np.exp(self.depth * self.log_alpha) * ((c - s) ** -p - (c + s) ** -p)
 
     def dbeta_ds(self, s: np.ndarray) -> np.ndarray:
         if self.depth is None or self.depth == 2:
-            a = -2 * self.log_alpha
-            return self._sinh_scale() * 0.5 * a * (np.exp(a * (np.abs(s) - 1)) + np.exp(-a * (np.abs(s) + 1)))
+            a, m = -2 * self.log_alpha, np.abs(s)
+            return self._sinh_scale * 0.5 * a * (np.exp(a * (m - 1)) + np.exp(-a * (m + 1)))
         c, p = self._c(), self.depth / (self.depth - 2)
         return np.exp(self.depth * self.log_alpha) * p * ((c - s) ** (-p - 1) + (c + s) ** (-p - 1))
 
@@ -103,7 +105,8 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
         return beta @ gram @ beta / 2 - xty @ beta + yy
 
     levels = np.asarray(levels, dtype=float)
-    events = [_crossing(mirror, loss, level) for level in levels]
+    log_loss = _last_value(lambda s: np.log(max(loss(mirror.beta(s)), 1e-300)))  # one loss for all the levels
+    events = [_crossing(log_loss, level) for level in levels]
     with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overshoot; the solver rejects them
         sol = solve_ivp(rhs, (0.0, times[-1]), np.zeros(d), method="Radau", t_eval=times, jac=jac, rtol=rtol,
                         atol=atol, events=events or None, dense_output=dense)
@@ -116,9 +119,21 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
                 crossings=crossings, mirror=mirror, dense=sol.sol)
 
 
-def _crossing(mirror: MirrorMap, loss, level: float):
+def _last_value(f):
+    """f(s), computed once for a run of calls with the same s (the solver asks every event at each point)."""
+    last = [None, None]
+
+    def g(s):
+        key = s.tobytes()
+        if key != last[0]:
+            last[:] = key, f(s)
+        return last[1]
+    return g
+
+
+def _crossing(log_loss, level: float):
     def event(t, s):
-        return np.log(max(loss(mirror.beta(s)), 1e-300)) - np.log(level)
+        return log_loss(s) - np.log(level)
 
     event.direction = -1
     return event
