@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.compat.proto.event_pb2 import Event
@@ -10,7 +11,7 @@ from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 from torch.utils.tensorboard import SummaryWriter
 
-from dlnlab.callbacks.tensorboard import add_scalars, masked_crc32c, scalar_event
+from dlnlab.callbacks.tensorboard import add_scalars, masked_crc32c, scalar_events
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 100, 1500, 10_000])
@@ -22,13 +23,19 @@ def test_checksum_is_tensorboards_own(size):
 
 
 @pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
-def test_scalar_events_parse_to_the_event_protobuf_builds(step):
+def test_scalar_events_parse_to_the_events_protobuf_builds(step):
     values = {"train/loss": 0.25, "train/beta/12": -3e-30, "a": float("inf"), "t/β": 1e6, "x" * 200: 7.0, "n": 3}
-    expected = Event(wall_time=1.7e9 + 0.123, step=step, summary=Summary(value=[
-        Summary.Value(tag=tag, simple_value=v) for tag, v in values.items()]))
-    assert Event.FromString(scalar_event(step, 1.7e9 + 0.123, values)) == expected
-    assert Event.FromString(scalar_event(step, 1.0, {})) == Event(wall_time=1.0, step=step, summary=Summary())
-    nan, huge, tiny = Event.FromString(scalar_event(step, 1.0, {"b": float("nan"), "c": -1e300, "d": 1e-300})).summary.value
+    rows = np.array([list(values.values()), [-v for v in values.values()]])
+
+    def expected(at, row):
+        return Event(wall_time=1.7e9 + 0.123, step=at, summary=Summary(value=[
+            Summary.Value(tag=tag, simple_value=v) for tag, v in zip(values, row)]))
+    events = scalar_events(np.array([step, step + 1]), 1.7e9 + 0.123, tuple(values), rows)
+    assert [Event.FromString(e) for e in events] == [expected(step, rows[0]), expected(step + 1, rows[1])]
+    (empty,) = scalar_events([step], 1.0, (), np.zeros((1, 0)))
+    assert Event.FromString(empty) == Event(wall_time=1.0, step=step, summary=Summary())
+    (event,) = scalar_events([step], 1.0, ("b", "c", "d"), np.array([[float("nan"), -1e300, 1e-300]]))
+    nan, huge, tiny = Event.FromString(event).summary.value
     assert nan.tag == "b" and nan.simple_value != nan.simple_value
     assert huge.simple_value == -float("inf") and tiny.simple_value == 0  # a diverged loss: what protobuf stores
 
@@ -37,7 +44,8 @@ def test_scalars_written_in_one_event_read_back(tmp_path):
     """TensorBoard's reader checks both checksums of every record: the values come back exactly."""
     writer = SummaryWriter(str(tmp_path))
     writer.add_text("notes", "before", 0)  # through the writer's own queue, around the block
-    add_scalars(writer, [(step, {"a": 0.5 * step, "b/1": -step, "c": 1e-30}) for step in range(3)])
+    steps = np.arange(3)
+    add_scalars(writer, steps, ("a", "b/1", "c"), np.column_stack([0.5 * steps, -steps, np.full(3, 1e-30)]))
     writer.add_text("notes", "after", 3)
     writer.close()
     events = EventAccumulator(str(tmp_path)).Reload()

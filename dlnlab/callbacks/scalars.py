@@ -41,8 +41,8 @@ class LossLogger(pl.Callback):
         losses = pl_module.step_losses.cpu().numpy()
         steps = pl_module.first_step + np.arange(len(losses))
         steps_per_t = pl_module.model.time_scale() / pl_module.lr
-        add_scalars(tb, [(steps[j], {"train/loss": losses[j], "time/accelerated": steps[j] / steps_per_t})
-                         for j in schedule(steps, losses, steps_per_t, self.every_t, self.loss_rtol, self._last)])
+        js = schedule(steps, losses, steps_per_t, self.every_t, self.loss_rtol, self._last)
+        add_scalars(tb, steps[js], ("train/loss", "time/accelerated"), np.column_stack([losses[js], steps[js] / steps_per_t]))
         if math.isfinite(losses[-1]):
             self._last = (int(steps[-1]), float(losses[-1]))
 

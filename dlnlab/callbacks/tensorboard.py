@@ -67,20 +67,23 @@ def _summary_template(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     return template, ((ends - 4)[:, None] + np.arange(4)).ravel()
 
 
-def scalar_event(step: int, wall_time: float, values: dict[str, float]) -> bytes:
-    """The serialized Event {wall_time (1, double), step (2, int64), summary (5): {value (1) ...}} of
-    scalars, written out here: it parses to the Event protobuf would build (tested), in ~8 µs for 60
-    tags where protobuf takes ~60 µs (the bulk of logging a small run). Values beyond float32 are ±inf."""
-    template, slots = _summary_template(tuple(values))
-    summary = template.copy()
+def scalar_events(steps, wall_time: float, tags: tuple[str, ...], values: np.ndarray) -> list[bytes]:
+    """The serialized Events {wall_time (1, double), step (2, int64), summary (5): {value (1) ...}} of scalars
+    `tags` = values[j] at steps[j], written out here for all steps at once: each parses to the Event protobuf
+    would build (tested), at ~2 µs an event of 60 tags where protobuf takes ~60 µs (the bulk of logging a
+    small run). Values beyond float32 are ±inf."""
+    template, slots = _summary_template(tags)
+    summaries = np.tile(template, (len(steps), 1))
     with np.errstate(over="ignore"):
-        summary[slots] = np.array(list(values.values()), dtype=np.float64).astype("<f4").view(np.uint8)
-    return (b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(step) + b"\x2a" + _varint(len(summary))
-            + summary.tobytes())
+        floats = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(len(steps), len(tags)), dtype="<f4")
+        summaries[:, slots] = floats.view(np.uint8)
+    head, tail, size = b"\x09" + struct.pack("<d", wall_time) + b"\x10", b"\x2a" + _varint(len(template)), len(template)
+    blob = summaries.tobytes()
+    return [head + _varint(step) + tail + blob[j * size:(j + 1) * size] for j, step in enumerate(np.asarray(steps).tolist())]
 
 
-def add_scalars(summary_writer, events: list[tuple[int, dict[str, float]]]) -> None:
-    """Scalar events, (step, {tag: value}) each, appended to the run's event file in one write.
+def add_scalars(summary_writer, steps, tags: tuple[str, ...], values: np.ndarray) -> None:
+    """Scalar events (`tags` = values[j] at steps[j]) appended to the run's event file in one write.
 
     Through the SummaryWriter every event is a hand-off to its writer thread, which then opens,
     appends to and closes the file (~45 µs an event; a small run logs ~100 events per unit of
@@ -88,9 +91,9 @@ def add_scalars(summary_writer, events: list[tuple[int, dict[str, float]]]) -> N
     and appended at once, after the writer's queue has drained (its thread then waits: only the
     main thread logs), so they land in order with the writer's own events.
     """
-    if not events:
+    if not len(steps):
         return
-    serialized = [scalar_event(int(step), time.time(), values) for step, values in events]
+    serialized = scalar_events(steps, time.time(), tags, values)
     event_writer = summary_writer._get_file_writer().event_writer
     file = getattr(event_writer, "_general_file_writer", None)
     if file is None:  # a tensorboard that keeps its file elsewhere: one event at a time

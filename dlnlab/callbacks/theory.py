@@ -56,24 +56,22 @@ class TheoryOverlay(pl.Callback):
         r = beta @ self._X.T - self._y
         return (r * r).sum(axis=-1) / (2 * len(self._y))
 
-    def scalars(self, times: np.ndarray, tracked: list[int]) -> list[dict[str, float]]:
-        """The limit's (and the flow's) loss, β_i and s_i at accelerated times `times`, as TensorBoard tags:
-        one dict per time, evaluated for all of them at once."""
+    def scalars(self, times: np.ndarray, tracked: list[int]) -> list[tuple[np.ndarray, tuple[str, ...], np.ndarray]]:
+        """The limit's (and the flow's) loss, β_i and s_i at accelerated times `times`, evaluated for all of them
+        at once, as TensorBoard scalars: (indices into `times`, tags, values with a row per index) per source."""
         times = np.asarray(times, dtype=float)
         if self.path is None:
-            return [{} for _ in times]
+            return []
         key = tuple(tracked)
-        loss, beta, s = self.path.loss(times), self.path.beta(times, tracked), self.path.dual(times, tracked)
-        rows = [{"limit/loss": f, **dict(zip(tags("limit/beta", key), b)), **dict(zip(tags("limit/dual", key), v))}
-                for f, b, v in zip(loss.tolist(), beta.tolist(), s.tolist())]
-        inside = np.flatnonzero(times <= self.flow.times[-1]) if self.flow is not None else []
+        every = np.arange(len(times))
+        groups = [(every, ("limit/loss",) + tags("limit/beta", key) + tags("limit/dual", key), np.column_stack(
+            [self.path.loss(times), self.path.beta(times, tracked), self.path.dual(times, tracked)]))]
+        inside = every[times <= self.flow.times[-1]] if self.flow is not None else every[:0]
         if len(inside):
-            beta, s = self.flow.at(times[inside])
-            beta, s = beta.reshape(len(inside), -1), s.reshape(len(inside), -1)
-            for j, f, b, v in zip(inside, self._loss(beta).tolist(), beta[:, tracked].tolist(), s[:, tracked].tolist()):
-                rows[j].update({"flow/loss": f, **dict(zip(tags("flow/beta", key), b)),
-                                **dict(zip(tags("flow/dual", key), v))})
-        return rows
+            beta, s = (v.reshape(len(inside), -1) for v in self.flow.at(times[inside]))
+            groups.append((inside, ("flow/loss",) + tags("flow/beta", key) + tags("flow/dual", key),
+                           np.column_stack([self._loss(beta), beta[:, tracked], s[:, tracked]])))
+        return groups
 
     def _write_layout(self, trainer, tracked: list[int]) -> None:
         tb = writer(trainer)
@@ -175,15 +173,16 @@ class TheoryOverlay(pl.Callback):
             return
         history = coordinates.history
         ncols = len(coordinates.tracked)  # coordinates tracked late have no values before: NaN there
-        pad = lambda v: np.pad(v, (0, ncols - len(v)), constant_values=np.nan)  # noqa: E731
-        t, betas = np.asarray(history["t"]), np.array([pad(b) for b in history["beta"]])
-        duals = None if history["dual"][-1] is None else np.array([pad(s) for s in history["dual"]])
-        finite = np.isfinite(history["loss"]) & ~np.isinf(betas).any(axis=1)  # a diverged run: draw until then
+        pad = lambda v: np.pad(v, ((0, 0), (0, ncols - v.shape[1])), constant_values=np.nan)  # noqa: E731
+        t, losses = np.concatenate(history["t"]), np.concatenate(history["loss"])
+        betas = np.vstack([pad(b) for b in history["beta"]])
+        duals = None if history["dual"][-1] is None else np.vstack([pad(s) for s in history["dual"]])
+        finite = np.isfinite(losses) & ~np.isinf(betas).any(axis=1)  # a diverged run: draw until then
         if plateaus is not None:
             steps, loss = plateaus.detector.trace
             loss_t = steps / (pl_module.model.time_scale() / pl_module.lr)
         else:
-            loss_t, loss = t, np.asarray(history["loss"])
+            loss_t, loss = t, losses
         keep = np.isfinite(loss)
         flow_t = flow_betas = flow_loss = None
         if self.flow is not None:
