@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlnlab.theory import flow, saddle_path
@@ -142,3 +143,20 @@ def test_tensorboard_serves_the_custom_scalars(gaussian_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_coordinate_history_is_what_tensorboard_holds_and_survives_the_checkpoint(tmp_path):
+    """The β history the figures are drawn from, kept per block of steps, loads back from the checkpoint with
+    weights_only=True and holds, at every logged step, the value written to TensorBoard (float32 there)."""
+    train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={tmp_path}", "data=fixture",
+                      "model.alpha=1e-30", "run.t_max=20", "run.steps_per_call=5000", "callbacks.theory.figures=false"))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["ActiveCoordinates"]
+    history, tracked = state["history"], state["tracked"]
+    assert len(history["step"]) > 5  # several blocks
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0}).Reload()
+    for column, i in enumerate(tracked):
+        logged = {e.step: e.value for e in events.Scalars(f"train/beta/{i}")}
+        kept = {int(step): float(beta[column]) for steps, betas in zip(history["step"], history["beta"])
+                if betas.shape[1] > column for step, beta in zip(steps, betas)}
+        assert len(logged) > 20 and logged.keys() == kept.keys()
+        assert all(logged[step] == pytest.approx(kept[step], rel=1e-6, abs=1e-30) for step in logged)
