@@ -65,8 +65,10 @@ class PlateauDetector:
     def _tolerance(self, level: float) -> float:
         return self.rtol * level + self.atol * self.loss0
 
-    def update(self, first_step: int, losses: np.ndarray, steps_per_t: float) -> list[tuple[str, Plateau]]:
-        """Process the losses of steps first_step, first_step + 1, ...; return ("start" | "end", plateau) events."""
+    def update(self, first_step: int, losses: np.ndarray, steps_per_t: float, on_event=None) -> list[tuple[str, Plateau]]:
+        """Process the losses of steps first_step, first_step + 1, ...; return ("start" | "end", plateau) events.
+        on_event(kind, plateau), if given, is called at each event before the losses after it are looked at
+        (so a plateau ended and settled there gives the next one's jump its final level, whatever the block)."""
         if not len(losses):
             return []
         if self.loss0 is None:
@@ -84,9 +86,9 @@ class PlateauDetector:
             else:
                 ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in zip((ids, steps, lows, highs), self._partial))
         self._partial = (int(ids[-1]), int(steps[-1]), float(lows[-1]), float(highs[-1]))
-        return self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t)
+        return self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t, on_event)
 
-    def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float):
+    def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float, on_event=None):
         """Complete bins in order, each closing the window of the last `bins` bins; vectorised over the
         windows between events (a plateau starts at the first flat window, ends at the first that is not)."""
         events = []
@@ -112,6 +114,8 @@ class PlateauDetector:
                 events.append(("start", self._start(int(steps[a]), float(lows[a:e + 1].min() + highs[a:e + 1].max()) / 2,
                                                     steps_per_t)))
                 self._window.extend(zip(steps[a:e + 1].tolist(), lows[a:e + 1].tolist(), highs[a:e + 1].tolist()))
+            if on_event is not None:
+                on_event(*events[-1])
             steps, lows, highs = steps[e + 1:], lows[e + 1:], highs[e + 1:]
         return events
 
@@ -169,34 +173,45 @@ class PlateauLogger(pl.Callback):
     the loss, β and the active set (|β_i| > `active_threshold`) of each, taken at the recorded step
     nearest the plateau's middle, and reports them in summary.json."""
 
-    KEEP = 64  # recorded β kept per plateau (halved when full): memory 64·d at most
+    KEEP = 64  # recorded β kept per plateau: memory KEEP·d at most
 
     def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10,
                  active_threshold: float = 1e-3):
         self.detector = PlateauDetector(window_t=window_t, rtol=rtol, atol=atol)
         self.active_threshold = active_threshold
-        self._records: list[tuple[int, float, np.ndarray]] = []  # (step, loss, β) on the current plateau
+        self._clear()
+
+    def _clear(self) -> None:
+        """No records kept: the (step, loss, β) of the current plateau's recorded steps whose index
+        step // record_every is a multiple of `_stride`, doubled whenever more than KEEP would be kept
+        (so which are kept does not depend on where blocks of steps begin and end)."""
+        self._steps, self._losses, self._betas = np.zeros(0, dtype=np.int64), np.zeros(0), None
+        self._stride = 1
 
     @property
     def plateaus(self) -> list[Plateau]:
         return self.detector.plateaus
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        steps_per_t = pl_module.model.time_scale() / pl_module.lr
-        events = self.detector.update(pl_module.first_step, pl_module.step_losses.cpu().numpy(), steps_per_t)
-        tb = writer(trainer)
-        for kind, plateau in events:
-            k = self.plateaus.index(plateau)
+        texts = []
+
+        def on_event(kind: str, plateau: Plateau) -> None:
+            k = len(self.plateaus) - 1
             if kind == "start":
-                self._records = []
-                text = f"plateau {k} starts at t = {plateau.start_t:.4g} (step {plateau.start_step}), L = {plateau.level:.4e}"
+                self._clear()
+                texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step {plateau.start_step}), "
+                              f"L = {plateau.level:.4e}", plateau.start_step))
             else:
                 self._keep(pl_module, plateau)
                 self._settle(plateau)
-                text = (f"plateau {k} ends at t = {plateau.end_t:.4g} (step {plateau.end_step}), "
-                        f"support {{{', '.join(map(str, plateau.support))}}}")
-            if tb is not None:
-                tb.add_text("events/plateaus", text, plateau.start_step if kind == "start" else plateau.end_step)
+                texts.append((f"plateau {k} ends at t = {plateau.end_t:.4g} (step {plateau.end_step}), "
+                              f"support {{{', '.join(map(str, plateau.support))}}}", plateau.end_step))
+
+        steps_per_t = pl_module.model.time_scale() / pl_module.lr
+        self.detector.update(pl_module.first_step, pl_module.step_losses.cpu().numpy(), steps_per_t, on_event)
+        tb = writer(trainer)
+        for text, step in texts if tb is not None else ():
+            tb.add_text("events/plateaus", text, step)
         if self.detector.in_plateau:
             self._keep(pl_module, self.plateaus[-1])
 
@@ -205,35 +220,41 @@ class PlateauLogger(pl.Callback):
             self._settle(self.plateaus[-1], end=trainer.global_step)
 
     def _keep(self, pl_module, plateau: Plateau) -> None:
-        steps = np.asarray(pl_module.record_steps, dtype=np.int64)
-        inside = np.flatnonzero((steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf)))
+        every, steps = pl_module.record_every, np.asarray(pl_module.record_steps, dtype=np.int64)
+        inside = np.flatnonzero((steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
+                                & (steps // every % self._stride == 0))
         if len(inside):
             losses = pl_module.step_losses.cpu().numpy()[steps[inside] - pl_module.first_step]
-            self._records += zip(steps[inside].tolist(), losses.tolist(), pl_module.record_betas.cpu().numpy()[inside])
-        if len(self._records) > self.KEEP:
-            self._records = self._records[::2]
+            self._steps, self._losses = np.concatenate([self._steps, steps[inside]]), np.concatenate([self._losses, losses])
+            betas = pl_module.record_betas.cpu().numpy()[inside]
+            self._betas = betas if self._betas is None else np.concatenate([self._betas, betas])
+        while len(self._steps) > self.KEEP:
+            self._stride *= 2
+            kept = self._steps // every % self._stride == 0
+            self._steps, self._losses, self._betas = self._steps[kept], self._losses[kept], self._betas[kept]
 
     def _settle(self, plateau: Plateau, end: int | None = None) -> None:
         """Loss, β and support of a finished plateau: the record nearest its middle."""
-        if not self._records:
+        if not len(self._steps):
             return
         middle = (plateau.start_step + (plateau.end_step if end is None else end)) / 2
-        _, loss, beta = min(self._records, key=lambda record: abs(record[0] - middle))
-        plateau.level = loss
-        plateau.beta = beta.tolist()
-        plateau.support = np.flatnonzero(np.abs(beta) > self.active_threshold).tolist()
+        j = int(np.argmin(np.abs(self._steps - middle)))
+        plateau.level = float(self._losses[j])
+        plateau.beta = self._betas[j].tolist()
+        plateau.support = np.flatnonzero(np.abs(self._betas[j]) > self.active_threshold).tolist()
 
     def summary(self) -> dict:
         return {"plateaus": [asdict(p) for p in self.plateaus]}
 
     def state_dict(self) -> dict:
-        """Plain Python, but the kept β as one tensor: as lists of floats, 64 replicas' 64 records of
+        """Plain Python, but the kept records as tensors: as lists of floats, 64 replicas' 64 records of
         d = 1000 took seconds to pickle."""
-        steps, losses, betas = zip(*self._records) if self._records else ((), (), ())
-        return {"detector": self.detector.state_dict(), "record_steps": [int(s) for s in steps],
-                "record_losses": [float(loss) for loss in losses], "record_betas": torch.from_numpy(np.array(betas))}
+        return {"detector": self.detector.state_dict(), "stride": self._stride, "record_steps": torch.from_numpy(self._steps),
+                "record_losses": torch.from_numpy(self._losses),
+                "record_betas": None if self._betas is None else torch.from_numpy(self._betas)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.detector.load_state_dict(state_dict["detector"])
-        self._records = list(zip(state_dict["record_steps"], state_dict["record_losses"],
-                                 state_dict["record_betas"].numpy()))
+        self._stride, betas = state_dict["stride"], state_dict["record_betas"]
+        self._steps, self._losses = state_dict["record_steps"].numpy(), state_dict["record_losses"].numpy()
+        self._betas = None if betas is None else betas.numpy()
