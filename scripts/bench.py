@@ -142,11 +142,11 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None
     return cfg
 
 
-def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[float, float]]:
-    """{name: (steps/s, fixed cost in s)} of dlnlab runs given as {name: dlnlab_cfg's keyword arguments},
-    steps/s from the slope between runs of `steps` and 2·`steps`. The runs are interleaved (each
-    repeat times every job in turn), so that a slow spell of this shared machine, which can last
-    minutes and cost 40%, falls on all of them alike: their ratios are what the benchmark reports."""
+def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[list[float], float]]:
+    """{name: (steps/s in each repeat, fixed cost in s)} of dlnlab runs given as {name: dlnlab_cfg's keyword
+    arguments}, steps/s from the slope between runs of `steps` and 2·`steps`. The runs are interleaved (each
+    repeat times every job in turn), so that a slow spell of this shared machine, which can last minutes and
+    cost 40%, falls on all of a repeat's jobs alike: ratios are taken within a repeat, then their median."""
     def fit_time(job: dict, steps: int) -> float:
         with tempfile.TemporaryDirectory() as out:
             return train(dlnlab_cfg(out=out, **{**job, "steps": steps}))["wall_time_s"]
@@ -159,10 +159,15 @@ def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[float, 
             times[name][1].append(fit_time(job, 2 * job["steps"]))
     rates = {}
     for name, job in jobs.items():
-        short, long = map(statistics.median, times[name])
-        per_step = max(long - short, 1e-12) / job["steps"]
-        rates[name] = (1 / per_step, short - job["steps"] * per_step)
+        short, long = times[name]
+        per_step = [max(b - a, 1e-12) / job["steps"] for a, b in zip(short, long)]
+        rates[name] = ([1 / p for p in per_step], statistics.median(short) - job["steps"] * statistics.median(per_step))
     return rates
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """The median over repeats of a[r] / b[r]."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def peak_memory_ratio(n, d, device) -> float:
@@ -207,7 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     config.register()
     steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}  # loops timed directly
-    slope_for = {"20x40": 600_000, "100x1000": 40_000, "1000x10000": 200}  # dlnlab: well above the fixed costs' noise
+    slope_for = {"20x40": 1_200_000, "100x1000": 40_000, "1000x10000": 200}  # dlnlab: well above the fixed costs' noise
     results = []
     for size in args.sizes:
         n, d = map(int, size.split("x"))
@@ -223,27 +228,31 @@ def main() -> None:
             if method == "gd":  # a stack of E replicas, network-steps/s against one network's, timed alongside it
                 jobs |= {E: {**base, "quiet": False, "steps": max(20, slope * 8 // E), "replicas": E} for E in args.replicas}
             rates = dlnlab_rates(jobs, args.repeats)
-            (row["dlnlab"], row["dlnlab_fixed_s"]), (row["quiet"], _) = rates["dlnlab"], rates["quiet"]
+            (dlnlab, row["dlnlab_fixed_s"]), (quiet, _) = rates["dlnlab"], rates["quiet"]
+            row["dlnlab"], row["quiet"] = statistics.median(dlnlab), statistics.median(quiet)
+            row["logging_share"] = 1 - median_ratio(dlnlab, quiet)  # of the run time, per repeat
             if method == "gd":
                 row["autograd_bare"] = median_rate(bare_autograd_loop(X, y), steps // 4, args.repeats)
                 autograd = {"model": "__main__.AutogradUV", "quiet": True, "steps": steps // 4}
-                row["autograd_dlnlab"] = dlnlab_rates({"autograd": {**base, **autograd}}, args.repeats)["autograd"][0]
+                row["autograd_dlnlab"] = statistics.median(
+                    dlnlab_rates({"autograd": {**base, **autograd}}, args.repeats)["autograd"][0])
             results.append(row)
             line = (f"{size:>10} {method:>3}: floor {row['floor']:9.0f}/s  bare {row['bare']:9.0f}/s  "
                     f"dlnlab {row['dlnlab']:9.0f}/s  | dlnlab/bare {row['dlnlab'] / row['bare']:.2f}x  "
                     f"step/floor-step {row['floor'] / row['dlnlab']:.2f}x  "
-                    f"logging share {1 - row['dlnlab'] / row['quiet']:+.1%}  fixed {row['dlnlab_fixed_s']:.2f} s")
+                    f"logging share {row['logging_share']:+.1%}  fixed {row['dlnlab_fixed_s']:.2f} s")
             if method == "gd":
                 line += f"  | autograd dlnlab/bare {row['autograd_dlnlab'] / row['autograd_bare']:.2f}x"
             print(line, flush=True)
             if method != "gd":
                 continue
             for replicas in args.replicas:
-                rate = rates[replicas][0]
+                stack = [replicas * rate for rate in rates[replicas][0]]
                 results.append({"size": size, "method": "gd", "device": args.device, "replicas": replicas,
-                                "network_steps": replicas * rate, "single_network_steps": row["dlnlab"]})
-                print(f"{size:>10}  gd: {replicas:3d} replicas {replicas * rate:10.0f} network-steps/s  | over one "
-                      f"network {replicas * rate / row['dlnlab']:.2f}x", flush=True)
+                                "network_steps": statistics.median(stack), "single_network_steps": row["dlnlab"],
+                                "over_one_network": median_ratio(stack, dlnlab)})
+                print(f"{size:>10}  gd: {replicas:3d} replicas {statistics.median(stack):10.0f} network-steps/s  | over "
+                      f"one network {median_ratio(stack, dlnlab):.2f}x", flush=True)
     largest = max(args.sizes, key=lambda s: eval(s.replace("x", "*")))
     n, d = map(int, largest.split("x"))
     memory = peak_memory_ratio(n, d, args.device)
