@@ -37,6 +37,7 @@ class TrainerConfig:
     devices: Any = MISSING
     max_steps: int = MISSING  # a cap on optimiser steps on top of run.t_max; -1 for none
     enable_progress_bar: bool = MISSING
+    profiler: Optional[str] = None  # simple: Lightning's SimpleProfiler times every hook (summary.json, fit-profile.txt)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -88,6 +89,9 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint (runs save <run dir>/checkpoints/last.ckpt)")
     if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
+    if cfg.trainer.profiler not in (None, "simple"):
+        raise ConfigError(f"trainer.profiler={cfg.trainer.profiler!r} is unknown: use trainer.profiler=simple (the time "
+                          "of every hook), or null (default) for none")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -168,11 +172,12 @@ def train(cfg: DictConfig) -> dict:
         logger = instantiate(cfg.logger, save_dir=str(out)) if cfg.logger else False
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
+    profiler = SimpleProfiler(dirpath=str(out), filename="profile") if cfg.trainer.profiler else None
     trainer = pl.Trainer(max_steps=task.max_steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
                          devices=cfg.trainer.devices, enable_progress_bar=cfg.trainer.enable_progress_bar,
                          logger=logger, callbacks=callbacks, default_root_dir=str(out),
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
-                         enable_model_summary=False, num_sanity_val_steps=0)
+                         enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler)
 
     start = time.perf_counter()
     try:
@@ -187,6 +192,9 @@ def train(cfg: DictConfig) -> dict:
         else:
             findings = {k: v for c in callbacks if hasattr(c, "summary") for k, v in c.summary().items()}
             summary = report(trainer, task, cfg, findings, wall_time_s)
+        if profiler is not None:  # seconds per hook, most first
+            totals = {action: math.fsum(times) for action, times in profiler.recorded_durations.items()}
+            summary["profile_s"] = dict(sorted(totals.items(), key=lambda item: -item[1]))
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(finite(summary), indent=2) + "\n")
     if replicas:

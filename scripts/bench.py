@@ -6,7 +6,9 @@ For each size (float64) and for GD and SGD it measures steps/s of
   floor     the two matrix-vector products a step needs, alone;
   bare      a bare PyTorch loop with the hand-written u ⊙ v gradient, preallocated buffers;
   dlnlab    Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
-  quiet     the same with no callbacks and no logger (so logging's share is dlnlab vs quiet);
+  quiet     the same with no callbacks and no logger (so logging's share is dlnlab vs quiet, and, since
+            that difference is often within this machine's noise, also the callbacks' time timed inside
+            the dlnlab runs by Lightning's SimpleProfiler: trainer.profiler=simple);
 and, for GD, a user model given only beta() (autograd) through dlnlab against the same model in a
 bare autograd loop; and replica runs (a seed sweep of E = 8 and 64 networks stacked by
 dlnlab.replicas): their network-steps/s against one network's steps/s through dlnlab. dlnlab's
@@ -127,7 +129,7 @@ def _sync(X):
 def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None):
     overrides = [f"data.n={n}", f"data.d={d}", "data.k=5", f"model.alpha={ALPHA}", f"optim.lr={LR}",
                  "run.t_max=1e9", f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false",
-                 f"trainer.accelerator={device}", f"run.output_dir={out}"]
+                 f"trainer.accelerator={device}", f"run.output_dir={out}", "trainer.profiler=simple"]
     if batch is not None:
         overrides += ["optim=sgd", f"optim.batch_size={batch}"]
     if quiet:
@@ -142,14 +144,17 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None
     return cfg
 
 
-def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[list[float], float]]:
-    """{name: (steps/s in each repeat, fixed cost in s)} of dlnlab runs given as {name: dlnlab_cfg's keyword
-    arguments}, steps/s from the slope between runs of `steps` and 2·`steps`. The runs are interleaved (each
+def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[list[float], float, list[float]]]:
+    """{name: (steps/s in each repeat, fixed cost in s, callbacks' share of each repeat's time per step)} of
+    dlnlab runs given as {name: dlnlab_cfg's keyword arguments}. Steps/s is the slope between runs of
+    `steps` and 2·`steps`; the callbacks' share is the slope of their time (every callback hook, timed by
+    Lightning's SimpleProfiler inside the runs) over that of the run's. The runs are interleaved (each
     repeat times every job in turn), so that a slow spell of this shared machine, which can last minutes and
     cost 40%, falls on all of a repeat's jobs alike: ratios are taken within a repeat, then their median."""
-    def fit_time(job: dict, steps: int) -> float:
+    def fit_time(job: dict, steps: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as out:
-            return train(dlnlab_cfg(out=out, **{**job, "steps": steps}))["wall_time_s"]
+            summary = train(dlnlab_cfg(out=out, **{**job, "steps": steps}))
+        return summary["wall_time_s"], sum(t for hook, t in summary["profile_s"].items() if hook.startswith("[Callback]"))
     for job in jobs.values():
         fit_time(job, 50)
     times = {name: ([], []) for name in jobs}
@@ -159,9 +164,11 @@ def dlnlab_rates(jobs: dict[str, dict], repeats: int) -> dict[str, tuple[list[fl
             times[name][1].append(fit_time(job, 2 * job["steps"]))
     rates = {}
     for name, job in jobs.items():
-        short, long = times[name]
+        (short, short_callbacks), (long, long_callbacks) = (zip(*runs) for runs in times[name])
         per_step = [max(b - a, 1e-12) / job["steps"] for a, b in zip(short, long)]
-        rates[name] = ([1 / p for p in per_step], statistics.median(short) - job["steps"] * statistics.median(per_step))
+        share = [(b - a) / (p * job["steps"]) for a, b, p in zip(short_callbacks, long_callbacks, per_step)]
+        rates[name] = ([1 / p for p in per_step], statistics.median(short) - job["steps"] * statistics.median(per_step),
+                       share)
     return rates
 
 
@@ -228,9 +235,10 @@ def main() -> None:
             if method == "gd":  # a stack of E replicas, network-steps/s against one network's, timed alongside it
                 jobs |= {E: {**base, "quiet": False, "steps": max(20, slope * 8 // E), "replicas": E} for E in args.replicas}
             rates = dlnlab_rates(jobs, args.repeats)
-            (dlnlab, row["dlnlab_fixed_s"]), (quiet, _) = rates["dlnlab"], rates["quiet"]
+            (dlnlab, row["dlnlab_fixed_s"], timed), (quiet, _, _) = rates["dlnlab"], rates["quiet"]
             row["dlnlab"], row["quiet"] = statistics.median(dlnlab), statistics.median(quiet)
-            row["logging_share"] = 1 - median_ratio(dlnlab, quiet)  # of the run time, per repeat
+            row["logging_share"] = 1 - median_ratio(dlnlab, quiet)  # of the run time, per repeat: on vs off
+            row["callbacks_share_timed"] = statistics.median(timed)  # the same, timed inside the runs
             if method == "gd":
                 row["autograd_bare"] = median_rate(bare_autograd_loop(X, y), steps // 4, args.repeats)
                 autograd = {"model": "__main__.AutogradUV", "quiet": True, "steps": steps // 4}
@@ -240,7 +248,8 @@ def main() -> None:
             line = (f"{size:>10} {method:>3}: floor {row['floor']:9.0f}/s  bare {row['bare']:9.0f}/s  "
                     f"dlnlab {row['dlnlab']:9.0f}/s  | dlnlab/bare {row['dlnlab'] / row['bare']:.2f}x  "
                     f"step/floor-step {row['floor'] / row['dlnlab']:.2f}x  "
-                    f"logging share {row['logging_share']:+.1%}  fixed {row['dlnlab_fixed_s']:.2f} s")
+                    f"logging share {row['logging_share']:+.1%} (timed {row['callbacks_share_timed']:.1%})  "
+                    f"fixed {row['dlnlab_fixed_s']:.2f} s")
             if method == "gd":
                 line += f"  | autograd dlnlab/bare {row['autograd_dlnlab'] / row['autograd_bare']:.2f}x"
             print(line, flush=True)

@@ -52,6 +52,7 @@ def test_typos_and_wrong_types_fail_at_composition(override, error):
     (["data.features=uniform"], "data.features='uniform' is unknown"),
     (["data=file"], "data.path has no value"),
     (["model.shape=[1,2]"], "model.shape=[1, 2] must be 40 finite positive numbers"),
+    (["trainer.profiler=advanced"], "trainer.profiler='advanced' is unknown"),
 ])
 def test_bad_values_get_one_message_naming_key_and_value(run, overrides, message):
     with pytest.raises(ConfigError) as info:

@@ -43,6 +43,18 @@ def test_the_heap_is_frozen_for_the_fit_and_given_back(run):
     assert FreezeCount.during > 100_000 and gc.get_freeze_count() == before
 
 
+def test_profiler_times_every_callback_hook_inside_the_run(run, tmp_path):
+    """trainer.profiler=simple: each hook's total time in summary.json (most first, within the run's time)
+    and Lightning's report beside it."""
+    s = run("trainer.max_steps=3000", "run.steps_per_call=1000", "trainer.profiler=simple")
+    profile = s["profile_s"]
+    assert {"[Callback]LossLogger.on_train_batch_end", "[Callback]TheoryOverlay.on_fit_start",
+            "[Strategy]SingleDeviceStrategy.training_step"} <= profile.keys()
+    assert list(profile.values()) == sorted(profile.values(), reverse=True)
+    assert 0 < sum(t for hook, t in profile.items() if hook.startswith("[Callback]")) < s["wall_time_s"]
+    assert "Profiler Report" in next(tmp_path.glob("run*/fit-profile.txt")).read_text()
+
+
 class LossRecord(Callback):
     """Collects the task's per-step loss record, as every callback reads it."""
 

@@ -4,10 +4,10 @@ A plateau is a stretch of accelerated time over which every sliding window of le
 the loss vary by at most `rtol` relative (plus `atol`·L(0), so that the approach to a zero loss also
 ends on a plateau): it starts with the first such window and ends with the first window that is not.
 A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is reduced
-to the minimum and maximum over bins of `window_t / bins` (vectorised over each block of steps), so
-detection costs a few operations per bin, whatever the number of steps. A
-compressed trace of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump
-its empirical time: where the loss first crosses the geometric midpoint of the two plateau levels.
+to the minimum and maximum over bins of `window_t / bins`, and the windows of bins are checked, by numpy
+over each block of steps: Python runs once per plateau event, not per step or bin. A compressed trace
+of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump its empirical time:
+where the loss first crosses the geometric midpoint of the two plateau levels.
 """
 
 from collections import deque
