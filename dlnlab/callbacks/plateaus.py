@@ -58,8 +58,7 @@ class PlateauDetector:
         self.loss0: float | None = None
         self._window: deque = deque(maxlen=bins)  # complete bins: (first step, min, max)
         self._partial: tuple | None = None  # the bin still filling: (bin id, first step, min, max)
-        self._trace_steps: list[int] = []
-        self._trace_losses: list[float] = []
+        self._trace_steps, self._trace_losses = np.zeros(0, dtype=np.int64), np.zeros(0)
         self._last: tuple[int, float] | None = None
 
     def _tolerance(self, level: float) -> float:
@@ -140,13 +139,13 @@ class PlateauDetector:
         steps = first_step + np.arange(len(losses))
         keep = schedule(steps, losses, 1.0, np.inf, self.trace_resolution, self._last)
         self._last = (int(steps[-1]), float(losses[-1]))
-        self._trace_steps += steps[keep].tolist()
-        self._trace_losses += losses[keep].tolist()
+        self._trace_steps = np.concatenate([self._trace_steps, steps[keep]])
+        self._trace_losses = np.concatenate([self._trace_losses, losses[keep]])
 
     @property
     def trace(self) -> tuple[np.ndarray, np.ndarray]:
         """The compressed loss record: (steps, losses), a sample whenever log L moved by `trace_resolution`."""
-        return np.asarray(self._trace_steps), np.asarray(self._trace_losses)
+        return self._trace_steps, self._trace_losses
 
     def crossing(self, level: float, after: int = 0) -> int | None:
         """The first step at or after `after` whose loss is ≤ `level` (to the trace's resolution)."""
@@ -157,14 +156,14 @@ class PlateauDetector:
     def state_dict(self) -> dict:
         state = plain({"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau,
                        "loss0": self.loss0, "window": list(self._window), "partial": self._partial, "last": self._last})
-        return {**state, "trace_steps": list(self._trace_steps), "trace_losses": list(self._trace_losses)}  # plain already
+        return {**state, "trace_steps": torch.from_numpy(self._trace_steps), "trace_losses": torch.from_numpy(self._trace_losses)}
 
     def load_state_dict(self, state: dict) -> None:
         self.plateaus = [Plateau(**p) for p in state["plateaus"]]
         self.in_plateau, self.loss0 = state["in_plateau"], state["loss0"]
         self._window = deque((tuple(b) for b in state["window"]), maxlen=self.bins)
         self._partial = None if state["partial"] is None else tuple(state["partial"])
-        self._trace_steps, self._trace_losses = list(state["trace_steps"]), list(state["trace_losses"])
+        self._trace_steps, self._trace_losses = state["trace_steps"].numpy(), state["trace_losses"].numpy()
         self._last = None if state["last"] is None else tuple(state["last"])
 
 
