@@ -12,6 +12,7 @@ import numpy as np
 from dlnlab import plots
 from dlnlab.callbacks.coordinates import ActiveCoordinates
 from dlnlab.callbacks.plateaus import PlateauLogger
+from dlnlab.callbacks.scalars import schedule
 from dlnlab.callbacks.tensorboard import tags, writer
 from dlnlab.checks import ConfigError
 from dlnlab.theory import flow, saddle_path
@@ -178,9 +179,12 @@ class TheoryOverlay(pl.Callback):
         betas = np.vstack([pad(b) for b in history["beta"]])
         duals = None if history["dual"][-1] is None else np.vstack([pad(s) for s in history["dual"]])
         finite = np.isfinite(losses) & ~np.isinf(betas).any(axis=1)  # a diverged run: draw until then
-        if plateaus is not None:
-            steps, loss = plateaus.detector.trace
-            loss_t = steps / (pl_module.model.time_scale() / pl_module.lr)
+        steps, loss = plateaus.detector.trace if plateaus is not None else ([], [])
+        if len(steps):  # the loss trace at the figure's resolution: 1% in L, 1/2000 of the time span, and its end
+            steps_per_t = pl_module.model.time_scale() / pl_module.lr
+            shown = np.union1d(schedule(steps, loss, steps_per_t, max(steps[-1], 1) / steps_per_t / 2000, 0.01, None),
+                               [len(steps) - 1])
+            loss_t, loss = steps[shown] / steps_per_t, loss[shown]
         else:
             loss_t, loss = t, losses
         keep = np.isfinite(loss)
