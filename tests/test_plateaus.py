@@ -92,6 +92,37 @@ def test_approach_to_zero_loss_ends_on_a_plateau():
     assert detector.plateaus[1].level < 1e-9
 
 
+def plateaus_by_definition(losses, window_t=0.05, rtol=0.02, atol=1e-10, bins=8):
+    """(start, end) steps of the plateaus, straight from the definition, one complete bin at a time."""
+    width = max(1, round(window_t / bins * STEPS_PER_T))
+    window, plateaus, inside = [], [], False
+    for start in range(0, len(losses) - width + 1, width):
+        window = (window + [(start, losses[start:start + width].min(), losses[start:start + width].max())])[-bins:]
+        low, high = min(b[1] for b in window), max(b[2] for b in window)
+        flat = len(window) == bins and high - low <= rtol * low + atol * losses[0]
+        if inside and not flat:
+            plateaus[-1][1], inside, window = start, False, []
+        elif flat and not inside:
+            plateaus.append([window[0][0], None])
+            inside = True
+    return [tuple(p) for p in plateaus]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_plateaus_are_the_definitions_on_random_noisy_staircases(seed):
+    """The vectorised detector against the definition checked bin by bin, on staircases of random levels,
+    jump times and widths, with noise around the tolerance, fed in blocks of random length."""
+    rng = np.random.default_rng(seed)
+    levels = np.exp(-np.sort(rng.uniform(0, 12, rng.integers(2, 7))))
+    total = int(rng.integers(2000, 12000))
+    with np.errstate(over="ignore"):  # the sigmoid far from its jump
+        losses = staircase(levels, np.sort(rng.integers(0, total, len(levels) - 1)), total, width=rng.choice([0, 3, 40]))
+    losses *= 1 + rng.choice([0, 0.002, 0.006]) * rng.standard_normal(total)  # a window's range: ~4σ, near rtol
+    detector = PlateauDetector()
+    feed(detector, losses, block=int(rng.integers(1, 3000)))
+    assert [(p.start_step, p.end_step) for p in detector.plateaus] == plateaus_by_definition(losses)
+
+
 @pytest.mark.parametrize("block", [1, 7, 100, 5000])
 def test_results_do_not_depend_on_the_block_size(block):
     losses = staircase([1.0, 0.05, 1e-3], jumps=[1200, 3100], total=5000, width=5)
