@@ -73,7 +73,7 @@ class PlateauDetector:
         if self.loss0 is None:
             self.loss0 = float(losses[0])
         self._extend_trace(first_step, losses)
-        width = max(1, round(self.window_t / self.bins * steps_per_t))
+        width = self._width(steps_per_t)
         starts = np.union1d(0, np.arange((-first_step) % width, len(losses), width))  # where bins begin
         steps = first_step + starts
         ids = steps // width
@@ -86,6 +86,14 @@ class PlateauDetector:
                 ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in zip((ids, steps, lows, highs), self._partial))
         self._partial = (int(ids[-1]), int(steps[-1]), float(lows[-1]), float(highs[-1]))
         return self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t, on_event)
+
+    def _width(self, steps_per_t: float) -> int:
+        return max(1, round(self.window_t / self.bins * steps_per_t))  # steps a bin
+
+    def reach(self, steps_per_t: float) -> int:
+        """How many steps before the first of a block a plateau found in that block can have started: a
+        window of bins, the last of them possibly begun in the block before."""
+        return (self.bins + 1) * self._width(steps_per_t)
 
     def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float, on_event=None):
         """Complete bins in order, each closing the window of the last `bins` bins; vectorised over the
@@ -167,10 +175,27 @@ class PlateauDetector:
         self._last = None if state["last"] is None else tuple(state["last"])
 
 
+Kept = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # recorded steps, their losses, β (rows; None: none yet)
+NONE: Kept = (np.zeros(0, dtype=np.int64), np.zeros(0), None)
+
+
+def join(a: Kept, b: Kept) -> Kept:
+    return b if a[2] is None else a if b[2] is None else tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+
+
+def select(records: Kept, mask: np.ndarray) -> Kept:
+    return records if records[2] is None else tuple(x[mask] for x in records)
+
+
 class PlateauLogger(pl.Callback):
     """Detects plateaus during training; logs each start and end as a TensorBoard text event, keeps
     the loss, β and the active set (|β_i| > `active_threshold`) of each, taken at the recorded step
-    nearest the plateau's middle, and reports them in summary.json."""
+    nearest the plateau's middle, and reports them in summary.json.
+
+    A plateau's records are those of its recorded steps whose index step // record_every is a multiple of
+    a stride, doubled whenever more than KEEP would be kept; the records of the last `detector.reach`
+    steps are kept too, for a plateau found a window after it began. So the findings do not depend on
+    where blocks of steps begin and end."""
 
     KEEP = 64  # recorded β kept per plateau: memory KEEP·d at most
 
@@ -178,30 +203,26 @@ class PlateauLogger(pl.Callback):
                  active_threshold: float = 1e-3):
         self.detector = PlateauDetector(window_t=window_t, rtol=rtol, atol=atol)
         self.active_threshold = active_threshold
-        self._clear()
-
-    def _clear(self) -> None:
-        """No records kept: the (step, loss, β) of the current plateau's recorded steps whose index
-        step // record_every is a multiple of `_stride`, doubled whenever more than KEEP would be kept
-        (so which are kept does not depend on where blocks of steps begin and end)."""
-        self._steps, self._losses, self._betas = np.zeros(0, dtype=np.int64), np.zeros(0), None
-        self._stride = 1
+        self._kept, self._stride, self._recent = NONE, 1, NONE
 
     @property
     def plateaus(self) -> list[Plateau]:
         return self.detector.plateaus
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        texts = []
+        steps = np.asarray(pl_module.record_steps, dtype=np.int64)
+        block = (steps, pl_module.step_losses.cpu().numpy()[steps - pl_module.first_step], pl_module.record_betas.cpu().numpy())
+        every, texts = pl_module.record_every, []
 
         def on_event(kind: str, plateau: Plateau) -> None:
             k = len(self.plateaus) - 1
             if kind == "start":
-                self._clear()
+                self._kept, self._stride = NONE, 1
+                self._keep(self._recent, plateau, every)
                 texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step {plateau.start_step}), "
                               f"L = {plateau.level:.4e}", plateau.start_step))
             else:
-                self._keep(pl_module, plateau)
+                self._keep(block, plateau, every)
                 self._settle(plateau)
                 texts.append((f"plateau {k} ends at t = {plateau.end_t:.4g} (step {plateau.end_step}), "
                               f"support {{{', '.join(map(str, plateau.support))}}}", plateau.end_step))
@@ -212,48 +233,46 @@ class PlateauLogger(pl.Callback):
         for text, step in texts if tb is not None else ():
             tb.add_text("events/plateaus", text, step)
         if self.detector.in_plateau:
-            self._keep(pl_module, self.plateaus[-1])
+            self._keep(block, self.plateaus[-1], every)
+        recent = join(self._recent, block)
+        self._recent = select(recent, recent[0] >= pl_module.steps_done - self.detector.reach(steps_per_t))
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.detector.in_plateau:
             self._settle(self.plateaus[-1], end=trainer.global_step)
 
-    def _keep(self, pl_module, plateau: Plateau) -> None:
-        every, steps = pl_module.record_every, np.asarray(pl_module.record_steps, dtype=np.int64)
-        inside = np.flatnonzero((steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
-                                & (steps // every % self._stride == 0))
-        if len(inside):
-            losses = pl_module.step_losses.cpu().numpy()[steps[inside] - pl_module.first_step]
-            self._steps, self._losses = np.concatenate([self._steps, steps[inside]]), np.concatenate([self._losses, losses])
-            betas = pl_module.record_betas.cpu().numpy()[inside]
-            self._betas = betas if self._betas is None else np.concatenate([self._betas, betas])
-        while len(self._steps) > self.KEEP:
+    def _keep(self, records: Kept, plateau: Plateau, every: int) -> None:
+        steps = records[0]
+        self._kept = join(self._kept, select(records, (steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
+                                             & (steps // every % self._stride == 0)))
+        while len(self._kept[0]) > self.KEEP:
             self._stride *= 2
-            kept = self._steps // every % self._stride == 0
-            self._steps, self._losses, self._betas = self._steps[kept], self._losses[kept], self._betas[kept]
+            self._kept = select(self._kept, self._kept[0] // every % self._stride == 0)
 
     def _settle(self, plateau: Plateau, end: int | None = None) -> None:
         """Loss, β and support of a finished plateau: the record nearest its middle."""
-        if not len(self._steps):
+        steps, losses, betas = self._kept
+        if not len(steps):
             return
         middle = (plateau.start_step + (plateau.end_step if end is None else end)) / 2
-        j = int(np.argmin(np.abs(self._steps - middle)))
-        plateau.level = float(self._losses[j])
-        plateau.beta = self._betas[j].tolist()
-        plateau.support = np.flatnonzero(np.abs(self._betas[j]) > self.active_threshold).tolist()
+        j = int(np.argmin(np.abs(steps - middle)))
+        plateau.level = float(losses[j])
+        plateau.beta = betas[j].tolist()
+        plateau.support = np.flatnonzero(np.abs(betas[j]) > self.active_threshold).tolist()
 
     def summary(self) -> dict:
         return {"plateaus": [asdict(p) for p in self.plateaus]}
 
     def state_dict(self) -> dict:
-        """Plain Python, but the kept records as tensors: as lists of floats, 64 replicas' 64 records of
+        """Plain Python, but the records as tensors: as lists of floats, 64 replicas' 64 records of
         d = 1000 took seconds to pickle."""
-        return {"detector": self.detector.state_dict(), "stride": self._stride, "record_steps": torch.from_numpy(self._steps),
-                "record_losses": torch.from_numpy(self._losses),
-                "record_betas": None if self._betas is None else torch.from_numpy(self._betas)}
+        def tensors(records: Kept) -> list:
+            return [None if x is None else torch.from_numpy(x) for x in records]
+        return {"detector": self.detector.state_dict(), "stride": self._stride, "kept": tensors(self._kept),
+                "recent": tensors(self._recent)}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        def arrays(records: list) -> Kept:
+            return tuple(None if x is None else x.numpy() for x in records)
         self.detector.load_state_dict(state_dict["detector"])
-        self._stride, betas = state_dict["stride"], state_dict["record_betas"]
-        self._steps, self._losses = state_dict["record_steps"].numpy(), state_dict["record_losses"].numpy()
-        self._betas = None if betas is None else betas.numpy()
+        self._stride, self._kept, self._recent = state_dict["stride"], arrays(state_dict["kept"]), arrays(state_dict["recent"])
