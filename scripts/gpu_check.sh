@@ -4,7 +4,7 @@
 #   bash scripts/gpu_check.sh [OUT]
 # The workplace's GPU image lacked hydra-core, omegaconf and antlr4-python3-runtime (checked before
 # google-crc32c and numba were dependencies: check those too): carry their wheels (pip download
-# hydra-core==1.3.8 omegaconf==2.3.1 google-crc32c==1.9.0 numba==0.68.1 --no-deps; pip wheel
+# hydra-core==1.3.8 omegaconf==2.3.1 google-crc32c==1.9.0 numba==0.68.1 llvmlite==0.50.0 --no-deps; pip wheel
 # antlr4-python3-runtime==4.9.3) and install them first with pip install --no-index --no-deps
 # --target /tmp/site, PYTHONPATH=/tmp/site:$PWD.
 set -o pipefail
