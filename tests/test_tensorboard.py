@@ -1,5 +1,6 @@
 """TensorBoard writing: the C checksum every record now gets, and a block of events that reads back."""
 
+import io
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
 from torch.utils.tensorboard import SummaryWriter
 
-from dlnlab.callbacks.tensorboard import add_scalars, masked_crc32c, scalar_events
+from dlnlab.callbacks.tensorboard import add_scalars, framed, masked_crc32c, scalar_events
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 100, 1500, 10_000])
@@ -38,6 +39,15 @@ def test_scalar_events_parse_to_the_events_protobuf_builds(step):
     nan, huge, tiny = Event.FromString(event).summary.value
     assert nan.tag == "b" and nan.simple_value != nan.simple_value
     assert huge.simple_value == -float("inf") and tiny.simple_value == 0  # a diverged loss: what protobuf stores
+
+
+def test_records_are_framed_as_tensorboards_record_writer_frames_them():
+    records = [os.urandom(size) for size in (0, 1, 40, 40, 41, 300, 40, 5000)]  # repeated lengths share a head
+    file = io.BytesIO()
+    writer = record_writer.RecordWriter(file)
+    for data in records:
+        writer.write(data)
+    assert framed(records) == file.getvalue()
 
 
 def test_scalars_written_in_one_event_read_back(tmp_path):

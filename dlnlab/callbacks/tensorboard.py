@@ -1,7 +1,6 @@
 """Writing to TensorBoard cheaply: a block's scalars in one append to the event file, checksummed in C."""
 
 import functools
-import io
 import struct
 import time
 
@@ -100,9 +99,19 @@ def add_scalars(summary_writer, steps, tags: tuple[str, ...], values: np.ndarray
         for data in serialized:
             event_writer.add_event(Event.FromString(data))
         return
-    framed = io.BytesIO()
-    records = record_writer.RecordWriter(framed)
-    for data in serialized:
-        records.write(data)
     event_writer.flush()
-    file.write(framed.getvalue())
+    file.write(framed(serialized))
+
+
+def framed(records: list[bytes]) -> bytes:
+    """The records framed as TensorBoard's RecordWriter frames each (tested equal): its length (uint64),
+    the length's masked CRC-32C, the record, the record's masked CRC-32C; a length's frame head computed
+    once (a block's events mostly share one), in half RecordWriter's time."""
+    heads, parts = {}, []
+    for data in records:
+        head = heads.get(len(data))
+        if head is None:
+            length = struct.pack("<Q", len(data))
+            head = heads[len(data)] = length + struct.pack("<I", masked_crc32c(length))
+        parts += (head, data, struct.pack("<I", masked_crc32c(data)))
+    return b"".join(parts)
