@@ -32,7 +32,8 @@ def loss_figure(t, loss, path: SaddlePath, flow_t=None, flow_loss=None, run_jump
     t_end = max(np.max(t), path.times[-1] * 1.1)
     grid = np.linspace(0, t_end, 2000)
     limit = path.loss(grid)
-    ax.semilogy(grid[limit > 0], limit[limit > 0], label="limit α → 0 (Algorithm 1)", **LIMIT)
+    shown = limit > 1e-14 * np.max(loss)  # the last saddle's loss of zero is Algorithm 1's rounding (~1e-32) there
+    ax.semilogy(grid[shown], limit[shown], label="limit α → 0 (Algorithm 1)", **LIMIT)
     _jump_lines(ax, path)
     for t_jump in run_jumps:
         if t_jump is not None:
