@@ -8,7 +8,8 @@ Per job: α, step size, status, saddles reached, and per jump k (PAPER.md §4):
   log(1/α), which tends to a constant per jump as α → 0 (jump times converge like C_k / log(1/α));
   the same for the exact flow at the run's α (the α part alone, free of step-size error);
   the step-size error against the exact flow at the same α, |t_run,k − t_flow,k| / t_flow,k (O(lr));
-and the saddle-value error, max_k |L_run − L_limit| / L_limit over the saddles seen as plateaus.
+and the saddle-value error, max_k |L_run − L_limit| / L_limit over the saddles the run reached (its loss
+half-way between its jumps into and out of saddle k).
 Errors are compared jump by jump: a slow late jump that some runs do not reach is not mixed in.
 """
 
@@ -35,8 +36,7 @@ def _rel(a, b) -> float | None:
 def row(summary: dict, job: str) -> dict:
     """One job's (or one replica's) line of the table, from its summary."""
     saddles = summary.get("saddles", [])[1:]
-    values = [_rel(s["loss_run"], s["loss_limit"]) for s in saddles
-              if s.get("detected") == "plateau" and s["loss_limit"] > 0]
+    values = [_rel(s["loss_run"], s["loss_limit"]) for s in saddles if s["loss_limit"] > 0]
     return {
         "job": job,
         "alpha": summary["alpha"], "log_inv_alpha": math.log(1 / summary["alpha"]), "lr": summary["lr"],

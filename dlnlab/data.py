@@ -1,4 +1,4 @@
-"""Regression data (X, y): synthetic generators, files, the worked example, and the DataModule.
+"""Regression data (X, y): synthetic generators, files, and the worked example (numpy only).
 
 Every source returns float64 numpy arrays X (n × d, rows are samples) and y (n,), checked by
 `check_xy` before any training starts.
@@ -7,10 +7,7 @@ Every source returns float64 numpy arrays X (n × d, rows are samples) and y (n,
 import zipfile
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from dlnlab.checks import ConfigError, check_xy
 
@@ -80,36 +77,3 @@ def load(path: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise ConfigError(f"{where}: unknown file type {p.suffix!r}: use .npz (arrays X, y) or .csv (last column y)")
     return check_xy(X, y, source=where)
-
-
-class _Ticks(IterableDataset):
-    """An endless stream of placeholders: each one asks the task for its next block of steps."""
-
-    def __iter__(self):
-        while True:
-            yield 0
-
-
-class RegressionData(pl.LightningDataModule):
-    """Holds X and y as tensors; the task moves them to its device once and samples batches there.
-
-    Its dataloader carries no data, only ticks: one per `training_step`, which then runs many
-    optimiser steps on the device-resident X and y (DESIGN.md, "Task").
-    """
-
-    def __init__(self, X, y, source: str = "data"):
-        super().__init__()
-        X, y = check_xy(X, y, source)
-        self.X = torch.from_numpy(X)
-        self.y = torch.from_numpy(y)
-
-    @property
-    def n(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.X.shape[1]
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Ticks(), batch_size=None)

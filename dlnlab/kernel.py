@@ -1,30 +1,45 @@
-"""The fused CPU engine: a whole block of GD/SGD steps of a power-form network in one compiled loop.
+"""The fused engine's loop: a block of GD/SGD steps of a stack of power-form networks, compiled.
 
 On small problems a step is a few thousand multiply-adds, and each PyTorch operation costs more
-than that in dispatch alone (about 3 µs here, six a step). Networks with β = a^L − b^L whose GD
-step is a ← a − c·h·a^(L−1), b ← b + c·h·b^(L−1) (h = lr·∇L(β); `DiagonalNetwork.power_form`)
-are stepped here instead, by numba, with no per-step dispatch: u ⊙ v (a, b = p, q, L = 2, c = 1)
-and w₊^L − w₋^L (c = L), one network or a stack of replicas (dlnlab.replicas) sharing X, y.
-Sums may be reassociated (vectorised) and fused, so results agree with the PyTorch path to
+than that in dispatch alone. Networks with β = a^L − b^L whose GD step is a ← a − c·h·a^(L−1),
+b ← b + c·h·b^(L−1) (h = lr·∇L(β); docs/theory.md §2, `DiagonalNetwork.power_form`) are stepped
+here by numba with no per-step dispatch: u ⊙ v (a, b = p, q, L = 2, c = 1) and w₊^L − w₋^L (c = L).
+Sums may be reassociated (vectorised) and fused, so results agree with the torch engine to
 rounding, not bit for bit; a run is bit-for-bit reproducible on one machine.
+
+The arguments come in four named groups (namedtuples, which numba compiles like tuples).
 """
+
+from collections import namedtuple
 
 import numba
 import numpy as np
 
+Problem = namedtuple("Problem", "X y")  # X (n, d), y (n,)
+Networks = namedtuple("Networks", "a b depth c scales ends")
+"""a, b (E, d), updated in place; depth L and c of the power form; scales (E,): row e's step size
+over the batch size; ends (E,): row e takes the first ends[e] steps of the block."""
+Batches = namedtuple("Batches", "orders batch pos shuffle")
+"""orders (epochs, n): row orders of the epochs the block may use (the first is the current one);
+batch: rows a step's gradient sums over; pos: where in the current order the block starts; shuffle:
+SGD (a step that finds no full batch left starts the next order) or GD (all rows, in order)."""
+Records = namedtuple("Records", "first every losses a b counts")
+"""first: the global step of the block's first step; every (E,): row e records a and b at global
+steps that are multiples of every[e], into a[e], b[e] (counts[e] so far); losses (k, E): row e's
+loss at each step before its update."""
+
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def power_steps(X, y, a, b, depth, c, scales, ends, perms, batch, pos, shuffle, first, every, losses, rec_a, rec_b, counts):
-    """len(losses) steps from global step `first` for E networks (rows of a, b, updated in place); row e
-    takes the first ends[e] of them, with step size scales[e]·batch.
+def power_steps(problem, networks, batches, records):
+    """len(records.losses) steps of the stack; returns (epochs started, final position).
 
-    Step j, row e: β = a^L − b^L; at global steps that are multiples of every[e], a and b go into
-    rec_a[e], rec_b[e] (counts[e] of them); the residual r = Xβ − y over all n rows in the epoch's
-    order gives losses[j, e] = ‖r‖²/2n; the gradient is taken over rows pos .. pos + batch of that
-    order and scaled by scales[e] = lr / batch. With `shuffle` (SGD), a step that finds no full batch
-    left in the epoch starts the next row order perms[epoch + 1]; GD takes all rows, in order.
-    Returns (epochs started, final pos).
+    Step j, row e: β = a^L − b^L; the residual r = Xβ − y over all n rows in the epoch's order gives
+    the loss ‖r‖²/2n; the gradient sums over rows pos .. pos + batch of that order, times scales[e].
     """
+    X, y = problem
+    a, b, depth, c, scales, ends = networks
+    orders, batch, pos, shuffle = batches
+    first, every, losses, rec_a, rec_b, counts = records
     n, d = X.shape
     beta, r, g = np.empty(d, X.dtype), np.empty(n, X.dtype), np.empty(d, X.dtype)
     epoch = 0
@@ -32,7 +47,7 @@ def power_steps(X, y, a, b, depth, c, scales, ends, perms, batch, pos, shuffle, 
         if shuffle and pos + batch > n:
             epoch += 1
             pos = 0
-        order = perms[epoch]
+        order = orders[epoch]
         for e in range(a.shape[0]):
             if j >= ends[e]:
                 continue

@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 from dlnlab import config
 from dlnlab.checks import exit_on_config_error
 from dlnlab.theory import saddle_path
-from dlnlab.train import CONF_DIR, build
+from dlnlab.config import CONF_DIR
+from dlnlab.plan import build
 
 
 def format_table(rows: list[dict]) -> str:

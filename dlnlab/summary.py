@@ -1,22 +1,31 @@
-"""summary.json: what a run (or one replica of it) reached, for scripts and the aggregation."""
+"""summary.json: what a run (and each replica of it) reached, for scripts and the aggregation.
 
+A single run's summary is its network's entry; a replica run's has one entry per replica under
+`replicas` and the run's own status. Written atomically (a temporary file renamed over it), so a
+kill or a full disk leaves the previous file whole, never a truncated one.
+"""
+
+import json
 import math
+import os
+from pathlib import Path
 
-import lightning.pytorch as pl
+import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from dlnlab.task import DiagonalTask
+from dlnlab.checks import ConfigError
 
 
-def divergence_message(task: DiagonalTask) -> str:
-    """Why the run stopped, and a step size that should be stable (from the data's largest curvature)."""
-    curvature = float(torch.linalg.matrix_norm(task.X, ord=2) ** 2) / task.n  # λ_max(XᵀX/n)
-    scale = max(1.0, float((torch.linalg.pinv(task.X) @ task.y).abs().max()))  # |β| near the end of the path
-    suggestion = min(task.lr / 10, 0.5 / (curvature * scale))
-    return (f"the loss diverged at step {task.diverged_at} (t = {task.accelerated_time(task.diverged_at):.4g}) "
-            f"with optim.lr={task.lr:g}: the data's largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a "
-            f"diagonal network needs roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
+def divergence_message(replica, X: torch.Tensor, y: torch.Tensor) -> str:
+    """Why the network stopped, and a step size that should be stable (from the data's curvature)."""
+    X, y = X.cpu().double(), y.cpu().double()
+    curvature = float(torch.linalg.matrix_norm(X, ord=2) ** 2) / X.shape[0]  # λ_max(XᵀX/n)
+    scale = max(1.0, float((torch.linalg.pinv(X) @ y).abs().max()))  # |β| near the path's end
+    suggestion = min(replica.lr / 10, 0.5 / (curvature * scale))
+    return (f"the loss diverged at step {replica.diverged_at} (t = "
+            f"{replica.time(replica.diverged_at):.4g}) with optim.lr={replica.lr:g}: the data's "
+            f"largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a diagonal network needs "
+            f"roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
 
 
 def finite(value):
@@ -30,51 +39,66 @@ def finite(value):
     return value
 
 
-def summarize(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, wall_time_s: float) -> dict:
-    """The contract scripts rely on: summary.json (DESIGN.md, "Callbacks")."""
-    if task.status == "running":
-        task.status = "interrupted" if trainer.interrupted or trainer.global_step < trainer.max_steps else "completed"
-    steps = trainer.global_step
-    return {
-        "status": task.status,
-        "steps": steps,
-        "t_reached": task.accelerated_time(steps),
-        "final_loss": task.loss(),
-        "beta": task.model.beta().detach().cpu().tolist(),
-        "dual": None if (dual := task.model.dual()) is None else dual.cpu().tolist(),
-        "alpha": task.model.alpha,
-        "lr": task.lr,
-        "time_scale": task.model.time_scale(),
+def network_summary(task, replica, findings: dict, wall_time_s: float) -> dict:
+    """One network's entry: the contract scripts rely on (docs/design.md, "summary.json")."""
+    model = replica.model
+    with torch.no_grad():
+        beta = model.beta().detach()
+        r = task.X @ beta - task.y
+        dual = model.dual()
+    entry = {
+        "status": replica.status,
+        "steps": replica.steps_done,
+        "t_reached": float(replica.time(replica.steps_done)),
+        "final_loss": float(r @ r) / (2 * len(task.y)),
+        "beta": beta.cpu().tolist(),
+        "dual": None if dual is None else dual.cpu().tolist(),
+        "alpha": getattr(model, "alpha", None),
+        "lr": replica.lr,
+        "time_scale": model.time_scale(),
         "device": str(task.X.device),
-        "n": task.n,
+        "n": task.X.shape[0],
         "d": task.X.shape[1],
         "wall_time_s": wall_time_s,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": replica.config,
+        **findings,
     }
+    if replica.status == "diverged":
+        entry["message"] = divergence_message(replica, task.X, task.y)
+    return entry
 
 
-def report(trainer: pl.Trainer, task: DiagonalTask, cfg: DictConfig, findings: dict, wall_time_s: float) -> dict:
-    """A run's summary: `summarize`, the callbacks' findings (plateaus, saddles, ...) and, if the loss
-    diverged, why and what step size to try."""
-    summary = {**summarize(trainer, task, cfg, wall_time_s), **findings}
-    if task.status == "diverged":
-        summary["message"] = divergence_message(task)
-    return summary
-
-
-def replica_summary(trainer: pl.Trainer, entries: list[dict], cfg: DictConfig, wall_time_s: float) -> dict:
-    """A replica run's summary: one entry per replica (each a run's summary, named by `replica`) and the
-    run's status: interrupted if any replica was, completed if all were, else diverged (say which)."""
+def run_summary(entries: list[dict], config: dict, steps: int, wall_time_s: float) -> dict:
+    """A replica run's summary: an entry per replica (named by `replica`) and the run's status:
+    failed or interrupted if it was, completed if every replica completed, else diverged."""
     statuses = [entry["status"] for entry in entries]
-    summary = {
-        "status": "interrupted" if "interrupted" in statuses else "completed" if set(statuses) == {"completed"}
-        else "diverged",
-        "steps": trainer.global_step,
-        "wall_time_s": wall_time_s,
-        "replicas": entries,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+    status = next((s for s in ("failed", "interrupted") if s in statuses),
+                  "completed" if set(statuses) == {"completed"} else "diverged")
+    summary = {"status": status, "steps": steps, "wall_time_s": wall_time_s, "replicas": entries,
+               "config": config}
     diverged = [entry["replica"] for entry in entries if entry["status"] == "diverged"]
     if diverged:
-        summary["message"] = f"{len(diverged)} of {len(entries)} replicas diverged: {', '.join(diverged)}"
+        summary["message"] = (f"{len(diverged)} of {len(entries)} replicas diverged: "
+                              f"{', '.join(diverged)}")
     return summary
+
+
+def write_json(path: Path, data: dict) -> None:
+    """`data` as JSON at `path`, atomically (non-finite numbers as null; numpy values as plain)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(finite(data), indent=2, default=_plain) + "\n")
+        os.replace(partial, path)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -1,250 +1,248 @@
-"""The LightningModule that trains a diagonal network by GD or SGD on L(beta) = ‖Xβ − y‖²/(2n).
+"""The LightningModule: a stack of E ≥ 1 networks trained by GD or SGD on L(β) = ‖Xβ − y‖²/(2n).
 
-Lightning costs about a millisecond per `training_step`, a GD step on a small problem about
-ten microseconds: so each `training_step` runs up to `steps_per_call` optimiser steps on the
-device-resident X and y, records the loss of every step in `step_losses`, and advances
-`trainer.global_step` by the number of steps taken. Callbacks read that record.
+Lightning costs about a millisecond per `training_step`, a GD step on a small problem a microsecond
+or less: so each `training_step` runs a block of up to `steps_per_call` optimiser steps of the whole
+stack through its engine (dlnlab.engines), on the device-resident X and y, advances
+`trainer.global_step` by the steps taken, and returns the block's record (dlnlab.record) for the
+callbacks (docs/design.md, "Task").
 """
 
+import signal
+import sys
+import time
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
-from dlnlab.models import DiagonalNetwork
-from dlnlab.models.base import with_tensors
+from dlnlab.callbacks.base import NetworkCallback
 
-RECORD_BYTES = 2**26  # cap on the β and s recorded in one block (64 MB): with a small record interval, k·d floats
+from dlnlab.engines import Sampler
+from dlnlab.record import BlockRecord, History, Replica, Schedule, Trajectory
+from dlnlab.stack import Stack
+from dlnlab.summary import network_summary, run_summary, write_json
+
+RECORD_BYTES = 2**26  # cap on what a block records (β and s of every row): 64 MB
+LOSS_BYTES = 2**25  # cap on a block's loss record (steps × rows): 32 MB
 
 
 def steps_per_call(n: int, d: int, fused: bool = False) -> int:
-    """Optimiser steps per training_step: Lightning and the callbacks cost ~2 ms a call, so small
-    problems (a few µs a step) take up to 10,000 steps a call, from n·d = 20,000 on 1000; the fused
-    engine, ten times faster a step, ten times more."""
+    """Optimiser steps per training_step: Lightning and the callbacks cost about a millisecond a call
+    and a small problem's step a microsecond or less, so a block grows as the problem shrinks, from
+    1,000 steps (n·d = 20,000 and above) up to 10,000 (100,000 in the fused engine)."""
     scale = 10 if fused else 1
     return max(1000, min(10_000 * scale, 2 * 10**7 * scale // (n * d)))
 
 
 class DiagonalTask(pl.LightningModule):
-    """GD (batch_size None: full batch) or SGD (random reshuffling: each epoch a fresh permutation
-    of the n samples, cut into batches of `batch_size`, the remainder dropped) with a constant step.
+    """GD (batch_size None: full batch) or SGD (random reshuffling, dlnlab.engines.Sampler) with a
+    constant step per network, on a stack of networks sharing X, y and the batches.
 
-    `step_losses[j]` is the full-data loss L(β) at global step `first_step + j`, before that
-    step's update. Every `record_every` steps (and at the first step of a run) β and the dual s
-    are recorded too: `record_steps[i]`, `record_betas[i]`, `record_duals[i]` (None for a model
-    without a dual). A loss that becomes non-finite or exceeds `divergence_factor`·L(β_0) stops the
-    run with `status = "diverged"`; `stop_requested` (set by a signal handler) stops it at the end of
-    the current block with `status = "interrupted"`, so that parameters and step count agree.
+    Each network (`replicas[e]`, dlnlab.record.Replica) stops at its own step count, or when its
+    loss becomes non-finite or exceeds `divergence_factor`·L(β₀) (status "diverged"; its record
+    ends at the step before); the others go on. `stop_requested` (a signal) stops every network at
+    the end of the current block (status "interrupted"), so that parameters and step counts agree.
     """
 
-    def __init__(self, model: DiagonalNetwork, X: torch.Tensor, y: torch.Tensor, lr: float,
-                 batch_size: int | None = None, steps_per_call: int = 1000, seed: int = 0, record_every: int = 100,
-                 divergence_factor: float = 1e4, max_steps: int | None = None, fused: bool = False):
+    def __init__(self, stack: Stack, replicas: list[Replica], X: torch.Tensor, y: torch.Tensor,
+                 engine, batch_size: int | None = None, seed: int = 0, steps_per_call: int = 1000,
+                 divergence_factor: float = 1e4, log_every_t: float = 0.02,
+                 log_loss_rtol: float = 0.05, flow_max_d: int = 300, config: dict | None = None):
         super().__init__()
         self.automatic_optimization = False
-        self.model = model
-        dtype = next(model.parameters()).dtype
+        self.stack = stack
+        self.replicas = replicas  # a plain list: their models' tensors are the stack's, saved there
+        dtype = next(iter(stack.stacked().values())).dtype
         self.register_buffer("X", X.to(dtype), persistent=False)
         self.register_buffer("y", y.to(dtype), persistent=False)
-        self.lr = lr
-        self.batch_size = batch_size
-        self.steps_per_call = steps_per_call
-        self.seed = seed
-        self.status = "running"
-        self.stop_requested = False
-        self.divergence_factor = divergence_factor
-        self.max_steps = max_steps  # the steps to reach run.t_max (train() sets it; the trainer's max_steps holds it too)
-        self.fused = fused  # step in dlnlab.kernel's compiled loop (CPU, a model with a power form)
-        self.steps_done = 0
-        self.initial_loss: float | None = None
-        self.diverged_at: int | None = None
-        self.step_losses = torch.empty(0, dtype=dtype)
-        self.first_step = 0
-        self.record_every = record_every
-        self.record_steps: list[int] = []
-        self.record_betas = torch.empty(0, dtype=dtype)
-        self.record_duals: torch.Tensor | None = None
-        self._generator: torch.Generator | None = None
-        self._generator_state: torch.Tensor | None = None
-        self._perm: torch.Tensor | None = None
-        self._pos = 0
-        self._shuffled: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._epoch_storage: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.engine = engine
+        self.batch_size, self.seed = batch_size, seed
+        self.steps_per_call, self.divergence_factor = steps_per_call, divergence_factor
+        self.config = config or {}  # the run's resolved configuration, saved in checkpoints
+        self.flow_max_d = flow_max_d  # the exact flow is solved for d ≤ this (dlnlab.reference)
+        self.saddle_paths: dict = {}  # the limits of X, y by kind, shared by the replicas
+        self.schedules = [(Schedule(log_every_t, log_loss_rtol), Schedule(log_every_t, log_loss_rtol))
+                          for _ in replicas]  # per network: over its steps, over its records
+        for replica in replicas:
+            replica.history = History(X.shape[1])
+        self.sampler: Sampler | None = None
+        self.stop_requested: int | None = None  # the signal that asked the run to stop
+        self._restored: dict | None = None
+        self._handlers: dict = {}
+        self.output_dir = None  # where summary.json goes (train() sets it)
+        self.last_summary: dict = {}
+        self.started = time.perf_counter()  # wall_time_s in summary.json counts from here
 
     @property
-    def n(self) -> int:
-        return self.X.shape[0]
-
-    def accelerated_time(self, step: int) -> float:
-        """t = tau / T_alpha with tau = step · lr (PAPER.md §2)."""
-        return step * self.lr / self.model.time_scale()
-
-    def loss(self) -> float:
-        """The full-data loss L(beta) at the current parameters."""
-        with torch.no_grad():
-            r = self.X @ self.model.beta() - self.y
-            return float(r.dot(r)) / (2 * self.n)
+    def max_steps(self) -> int:
+        """The run's length: its longest network's step count."""
+        return max(replica.max_steps for replica in self.replicas)
 
     def configure_optimizers(self):
-        return None  # the update is written out in training_step; plain (S)GD has no state
+        return None  # the update is written out by the engines; plain (S)GD has no state
+
+    def train_dataloader(self) -> DataLoader:
+        """No data, only ticks: one per training_step, which steps on the device-resident X, y."""
+        return DataLoader(_Ticks(), batch_size=None)
 
     def on_fit_start(self) -> None:
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(self.seed)
-        if self._generator_state is not None:
-            self._generator.set_state(self._generator_state)
+        self.stack.bind()  # the stack may have moved to another device
+        self.sampler = Sampler(self.X.shape[0], self.batch_size, self.seed, self.device)
+        if self._restored is not None:
+            self.sampler.load_state_dict(self._restored)
 
-    def _epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """X and y in this epoch's random order (drawn on the device): batches are then contiguous views."""
-        if self._perm is None or self._pos + self.batch_size > self.n:
-            self._perm = torch.randperm(self.n, generator=self._generator, device=self.device)
-            self._pos = 0
-            self._shuffled = None
-        if self._shuffled is None:  # reuse the buffers: a fresh 80 MB tensor per epoch costs its page faults
-            if self._epoch_storage is None:
-                self._epoch_storage = (torch.empty_like(self.X), torch.empty_like(self.y))
-            Xs, ys = self._epoch_storage
-            torch.index_select(self.X, 0, self._perm, out=Xs)
-            torch.index_select(self.y, 0, self._perm, out=ys)
-            self._shuffled = self._epoch_storage
-        return self._shuffled
+    def on_train_start(self) -> None:
+        """Signals stop the run at the end of its block (after Lightning's own handlers are set:
+        its SIGTERM handler would end the fit with an exception, skipping the end of the run)."""
+        self._handlers = {sig: signal.signal(sig, self._request_stop) for sig in
+                          (signal.SIGINT, signal.SIGTERM)}
 
-    def training_step(self, batch, batch_idx):
-        k = min(self.steps_per_call, self.trainer.max_steps - self.trainer.global_step, self.record_cap([self]))
+    def _request_stop(self, signum, frame) -> None:
+        self.stop_requested = signum
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+        print(f"\n{signal.Signals(signum).name}: stopping at the end of this block of steps, with a "
+              "checkpoint and the summary (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    def on_train_end(self) -> None:
+        """The run's statuses, then summary.json: after the final checkpoint (the callbacks'
+        on_train_end come first), before any figure (on_fit_end) that might fail."""
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers = {}
+        for replica in self.replicas:
+            if replica.status == "running":
+                done = replica.steps_done >= replica.max_steps
+                replica.status = "completed" if done else "interrupted"
+        self.last_summary = self.summary()
+        if self.output_dir is not None:
+            write_json(self.output_dir / "summary.json", self.last_summary)
+
+    def summary(self, status: str | None = None, message: str | None = None) -> dict:
+        """summary.json: each network's entry with the callbacks' findings (dlnlab.summary); with
+        `status` (e.g. "failed") and `message`, every network still running gets them."""
+        wall_time_s = time.perf_counter() - self.started
+        callbacks = [c for c in (self.trainer.callbacks if self._trainer else [])
+                     if isinstance(c, NetworkCallback) and hasattr(c, "networks")]
+        entries = []
+        for replica in self.replicas:
+            if status is not None and replica.status == "running":
+                replica.status = status
+            findings = {k: v for c in callbacks for k, v in c.summary(replica.index).items()}
+            entry = network_summary(self, replica, findings, wall_time_s)
+            if message is not None and replica.status == status:
+                entry["message"] = message
+            entries.append(entry if not replica.name else {"replica": replica.name, **entry})
+        if len(entries) == 1 and not self.replicas[0].name:
+            return entries[0]
+        return run_summary(entries, self.config, max(r.steps_done for r in self.replicas),
+                           wall_time_s)
+
+    def training_step(self, batch, batch_idx) -> dict:
         first = self.trainer.global_step
-        with torch.no_grad():
-            losses, records = self._steps(first, k)
-        self.take(first, losses, records)
-        _count_optimizer_steps(self.trainer, k)
-        if self.status == "diverged":
+        running = [replica.status == "running" and replica.steps_done < replica.max_steps
+                   for replica in self.replicas]
+        k = min(self.steps_per_call, self._cap(running))
+        ends = [min(k, replica.max_steps - first) if go else 0
+                for replica, go in zip(self.replicas, running)]
+        steps = self.engine.run(self.stack, self.X, self.y, self.sampler, first, ends,
+                                [replica.record_every for replica in self.replicas],
+                                [replica.lr for replica in self.replicas])
+        losses = steps.losses.cpu().numpy()
+        rows = []
+        for e, replica in enumerate(self.replicas):
+            if ends[e]:
+                betas, duals = self.stack.evaluate(e, steps.recorded[e])
+                rows.append(self._trajectory(replica, first, losses[e, :ends[e]],
+                                             steps.record_steps[e], betas, duals))
+        advance_global_step(self.trainer, max(ends))
+        if self.stop_requested is not None:
+            for replica in self.replicas:
+                replica.status = "interrupted" if replica.status == "running" else replica.status
+        if not any(replica.status == "running" and replica.steps_done < replica.max_steps
+                   for replica in self.replicas):
             self.trainer.should_stop = True
-        elif self.stop_requested:
-            self.status = "interrupted"
-            self.trainer.should_stop = True
+        return {"record": BlockRecord(first, rows)}
 
-    def record_cap(self, tasks: list["DiagonalTask"]) -> int:
-        """The most steps a block may take so that what the tasks record in it (β and s, d floats each, every
-        `record_every` steps) stays within RECORD_BYTES."""
+    def _cap(self, running: list[bool]) -> int:
+        """The most steps a block may take so that its records stay within RECORD_BYTES (β and s, d
+        floats each, of every running row every `record_every` steps) and its losses within
+        LOSS_BYTES."""
+        rows = [replica for replica, go in zip(self.replicas, running) if go]
         d = self.X.shape[1]
-        return max(1, RECORD_BYTES * min(task.record_every for task in tasks) // (16 * d * len(tasks)))
+        every = min(replica.record_every for replica in rows)
+        return max(1, min(RECORD_BYTES * every // (16 * d * len(rows)),
+                          LOSS_BYTES // (8 * len(rows))))
 
-    def take(self, first: int, losses: torch.Tensor, records: "Records") -> None:
-        """Make a block of steps the current record (losses from step `first` on, and its records),
-        and mark the run diverged at its first loss that is not finite or above divergence_factor·L(β_0)."""
-        self.first_step = first
-        self.step_losses = losses
-        self.steps_done = first + len(losses)
-        self.record_steps, self.record_betas, self.record_duals = records
-        if self.initial_loss is None:
-            self.initial_loss = float(losses[0])
-        bad = ~torch.isfinite(losses) | (losses > self.divergence_factor * self.initial_loss)
+    def _trajectory(self, replica: Replica, first: int, losses: np.ndarray, steps: np.ndarray,
+                    betas: torch.Tensor, duals: torch.Tensor | None) -> Trajectory:
+        """A network's part of the block, up to its divergence if it diverged in it."""
+        if replica.initial_loss is None:
+            replica.initial_loss = float(losses[0])
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(losses) | (losses > self.divergence_factor * replica.initial_loss)
         if bad.any():
-            self.status, self.diverged_at = "diverged", first + int(bad.nonzero()[0])
+            replica.status, replica.diverged_at = "diverged", first + int(np.argmax(bad))
+            losses = losses[:replica.diverged_at - first]
+        kept = steps < first + len(losses)
+        betas = betas[kept].cpu().numpy()
+        duals = None if duals is None else duals[kept].cpu().numpy()
+        replica.steps_done = first + len(losses)
+        steps = steps[kept]
+        with np.errstate(divide="ignore"):
+            log_losses = np.log(losses)
+        by_steps, by_records = self.schedules[replica.index]
+        logged = by_steps.select(replica.time(first + np.arange(len(losses))), log_losses)
+        logged_records = by_records.select(replica.time(steps), log_losses[steps - first])
+        trajectory = Trajectory(replica, first, losses, log_losses, steps, betas, duals, logged,
+                                logged_records)
+        replica.history.append(trajectory)
+        return trajectory
 
     def progress(self) -> dict[str, str]:
-        """What the progress bar shows after a block: accelerated time and the loss."""
-        if not len(self.step_losses):
-            return {}
-        return {"t": f"{self.accelerated_time(self.steps_done):.3f}", "loss": f"{float(self.step_losses[-1]):.3e}"}
-
-    def _steps(self, first: int, k: int) -> tuple[torch.Tensor, "Records"]:
-        """k optimiser steps on the device, with as few tensor operations per step as possible:
-        the residuals go straight into rows of one buffer (losses come from it at the end), the
-        gradient into a preallocated vector, already scaled by lr / batch."""
-        if self.fused:
-            return self._fused_steps(first, k)
-        X, y, model = self.X, self.y, self.model
-        n, d = X.shape
-        residuals = torch.empty((k, n), dtype=X.dtype, device=X.device)
-        rows = residuals.unbind(0)
-        h = torch.empty(d, dtype=X.dtype, device=X.device)
-        Xt, beta_of, descend, addmv = X.T, model.beta, model._descend, torch.addmv  # no lookups in the loop
-        every, batch, scale = self.record_every, self.batch_size, self.lr / (self.batch_size or n)
-        records = []
-        Xs, ys = self._shuffled or (None, None)
-        for j in range(k):
-            beta = beta_of()
-            if (first + j) % every == 0:
-                records.append((first + j, beta.clone(), model.dual()))
-            if batch is None:
-                r = addmv(y, X, beta, beta=-1, out=rows[j])  # r = Xβ − y
-                addmv(h, Xt, r, beta=0, alpha=scale, out=h)  # h = lr ∇L(β)
-            else:  # the full residual in this epoch's order (for the loss), the batch's rows of it
-                if self._shuffled is None or self._pos + batch > n:
-                    Xs, ys = self._epoch()
-                r = addmv(ys, Xs, beta, beta=-1, out=rows[j])
-                a = self._pos
-                addmv(h, Xs[a:a + batch].T, r[a:a + batch], beta=0, alpha=scale, out=h)
-                self._pos = a + batch
-            descend(h)
-        losses = residuals.square_().sum(dim=1).mul_(0.5 / n)
-        return losses, stack_records(records, X)
-
-    def _fused_steps(self, first: int, k: int) -> tuple[torch.Tensor, "Records"]:
-        """`_steps` in dlnlab.kernel's compiled loop: `fused_block` for a stack of one."""
-        losses, records = self.fused_block(first, [self], [k])
-        return losses[:, 0], records[0]
-
-    def fused_block(self, first: int, tasks: list["DiagonalTask"], ends: list[int]) -> tuple[torch.Tensor, list["Records"]]:
-        """max(ends) steps of the tasks' models (the rows of a stack, or this task's own model), stepped in
-        dlnlab.kernel's compiled loop on numpy views of their tensors; task e stops after ends[e]. SGD's
-        row orders for the block are drawn beforehand, in the order the tensor path draws them.
-        Returns the losses (steps, tasks) and each task's records."""
-        from dlnlab.kernel import power_steps  # numba compiles on first use (cached on disk after)
-
-        X, y, k = self.X.numpy(), self.y.numpy(), max(ends)
-        (n, d), batch = X.shape, self.batch_size or X.shape[0]
-        a_name, b_name, depth, c = self.model.power_form()
-        a, b = (self.model.get_parameter(name).detach().numpy().reshape(-1, d)[:len(tasks)] for name in (a_name, b_name))
-        pos, perms = 0, np.arange(n)[None]
-        if self.batch_size is not None:
-            pos = self._pos if self._perm is not None else n  # n: a new epoch at the first step
-            draws = max(0, -(-(k - (n - pos) // batch) // (n // batch)))
-            current = self._perm if self._perm is not None else torch.zeros(n, dtype=torch.long)
-            perms = torch.stack([current] + [torch.randperm(n, generator=self._generator) for _ in range(draws)]).numpy()
-        every = np.array([task.record_every for task in tasks])
-        losses, counts = np.empty((k, len(tasks)), X.dtype), np.zeros(len(tasks), np.int64)
-        rec_a, rec_b = (np.empty((len(tasks), k // every.min() + 1, d), X.dtype) for _ in range(2))
-        scales = np.array([task.lr / batch for task in tasks], X.dtype)
-        epoch, pos = power_steps(X, y, a, b, depth, c, scales, np.array(ends), perms, batch, pos,
-                                 self.batch_size is not None, first, every, losses, rec_a, rec_b, counts)
-        if self.batch_size is not None:
-            self._perm, self._pos, self._shuffled = torch.from_numpy(perms[epoch].copy()), pos, None
-        records = []
-        for row, task in enumerate(tasks):
-            recorded = with_tensors(task.model, {a_name: torch.from_numpy(rec_a[row, :counts[row]]),
-                                                 b_name: torch.from_numpy(rec_b[row, :counts[row]])})
-            steps = range(first + (-first) % task.record_every, first + ends[row], task.record_every)
-            records.append((list(steps), recorded.beta(), recorded.dual()))
-        return torch.from_numpy(losses), records
+        """What the progress bar shows: the longest network's t and loss, and how many still run."""
+        replica = max(self.replicas, key=lambda r: r.steps_done)
+        shown = {"t": f"{replica.time(replica.steps_done):.3f}"}
+        if len(self.replicas) > 1:
+            shown["running"] = f"{sum(r.status == 'running' for r in self.replicas)}/" \
+                               f"{len(self.replicas)}"
+        return shown
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["dlnlab_task"] = {"generator": self._generator.get_state() if self._generator else None,
-                                     "perm": self._perm, "pos": self._pos, "initial_loss": self.initial_loss}
+        checkpoint["dlnlab"] = {"sampler": self.sampler.state_dict() if self.sampler else None,
+                                "replicas": [replica.state_dict() for replica in self.replicas],
+                                "schedules": [[s.state_dict() for s in pair] for pair in
+                                              self.schedules],
+                                "histories": [replica.history.state_dict() for replica in
+                                              self.replicas],
+                                "config": self.config}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["dlnlab_task"]
-        self._generator_state, self._perm, self._pos = state["generator"], state["perm"], state["pos"]
-        self.initial_loss = state["initial_loss"]
+        state = checkpoint["dlnlab"]
+        self._restored = state["sampler"]
+        for replica, saved, history in zip(self.replicas, state["replicas"], state["histories"]):
+            replica.load_state_dict(saved)
+            replica.history.load_state_dict(history)
+        for pair, saved in zip(self.schedules, state["schedules"]):
+            for schedule, s in zip(pair, saved):
+                schedule.load_state_dict(s)
 
 
-Records = tuple[list[int], torch.Tensor, torch.Tensor | None]  # a block's recorded steps, β and s (rows)
+class _Ticks(IterableDataset):
+    """An endless stream of placeholders: each asks the task for its next block of steps."""
+
+    def __iter__(self):
+        while True:
+            yield 0
 
 
-def stack_records(records: list[tuple[int, torch.Tensor, torch.Tensor | None]], like: torch.Tensor) -> Records:
-    """Records (step, β, s) taken one step at a time as one Records; `like` (X) gives an empty one its shape."""
-    if not records:
-        return [], like.new_empty((0, like.shape[1])), None
-    steps, betas, duals = zip(*records)
-    return list(steps), torch.stack(betas), None if duals[0] is None else torch.stack(duals)
-
-
-def _count_optimizer_steps(trainer: pl.Trainer, k: int) -> None:
+def advance_global_step(trainer: pl.Trainer, k: int) -> None:
     """Advance `trainer.global_step` by k optimiser steps.
 
-    Under manual optimisation Lightning counts a step per `optimizer.step()` call; the steps here
-    are written out, so the counter (which checkpoints save and `max_steps` reads) is advanced directly.
-    """
+    Under manual optimisation Lightning counts a step per `optimizer.step()` call; the engines' steps
+    are written out, so the counter (which checkpoints save, `max_steps` reads and every callback sees)
+    is advanced here. Lightning has no public API for it: this is the one place that touches its loop
+    internals, pinned by tests/test_task.py so that a Lightning upgrade fails a test, not a run."""
     progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
     for tracker in (progress.total, progress.current):
         tracker.ready += k

@@ -1,47 +1,36 @@
-"""train(cfg) -> summary: build data, model and task from a composed config, fit, write summary.json.
+"""train(cfg) -> summary: check the run (dlnlab.plan), build its stack, task and callbacks, fit,
+and write summary.json (docs/design.md, "Starting a run").
 
-`dlnlab-train` is the Hydra entry point; `train` is usable with a config from Hydra's compose API.
+`dlnlab-train` (dlnlab.cli) is the Hydra entry point; `train` works with a config from Hydra's
+compose API too.
 """
 
 import contextlib
 import gc
-import json
 import logging
 import math
-import signal
-import sys
-import threading
 import time
 import warnings
-from pathlib import Path
 
-import hydra
 import lightning.pytorch as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.profilers import SimpleProfiler
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from dlnlab import config
-from dlnlab.aggregate import aggregate
 from dlnlab.callbacks import AcceleratedTimeProgressBar
-from dlnlab.callbacks.replicas import ReplicaCallbacks
-from dlnlab.checks import ConfigError, exit_on_config_error
-from dlnlab.data import RegressionData
-from dlnlab.replicas import ReplicaTask, expand, replica_steps_per_call
-from dlnlab.summary import finite, replica_summary, report
+from dlnlab.checks import ConfigError
+from dlnlab.engines import ENGINES
+from dlnlab.plan import Plan, build, plan, steps_to
+from dlnlab.record import Replica
+from dlnlab.stack import Stack
+from dlnlab.summary import write_json
 from dlnlab.task import DiagonalTask, steps_per_call
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two (DESIGN.md)
-STACK_FUSED = 10_000  # n·d below which a stack of replicas steps in the fused loop (measured: scripts/bench.py)
+SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two
+STACK_FUSED = 10_000  # n·d below which a stack of replicas steps in the fused loop (scripts/bench.py)
 ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run sets 1 for this process
-MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock
 
 
 def _quiet_lightning() -> None:
@@ -52,208 +41,112 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
 
 
-def build(node: DictConfig, key: str, **kwargs):
-    """Instantiate a config node; a missing value or a ConfigError inside comes out naming the key."""
-    missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. data.path
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=<value>")
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ConfigError):
-            raise ConfigError(f"{key}.{e.__cause__}") from None
-        raise
-
-
-def check_run(cfg: DictConfig, n: int) -> None:
-    """Range checks the schema's types cannot express; each names the key, the value and the fix."""
-    optim, run = cfg.optim, cfg.run
-    if optim.method not in ("gd", "sgd"):
-        raise ConfigError(f"optim.method={optim.method!r} is unknown: use optim=gd or optim=sgd")
-    if not (math.isfinite(optim.lr) and optim.lr > 0):
-        raise ConfigError(f"optim.lr={optim.lr!r} must be a positive step size (e.g. optim.lr=1e-2)")
-    if optim.method == "sgd" and not (optim.batch_size is not None and 1 <= optim.batch_size <= n):
-        raise ConfigError(f"optim.batch_size={optim.batch_size!r} must be between 1 and n={n} for SGD")
-    if optim.method == "gd" and optim.batch_size is not None:
-        raise ConfigError(f"optim.batch_size={optim.batch_size!r} is for SGD: use optim=sgd, or drop it for GD")
-    if not (math.isfinite(run.t_max) and run.t_max > 0):
-        raise ConfigError(f"run.t_max={run.t_max!r} must be a positive accelerated time (e.g. run.t_max=10)")
-    if run.steps_per_call is not None and run.steps_per_call < 1:
-        raise ConfigError(f"run.steps_per_call={run.steps_per_call!r} must be ≥ 1")
-    if not run.record_every_t > 0:
-        raise ConfigError(f"run.record_every_t={run.record_every_t!r} must be a positive accelerated time")
-    if not run.divergence_factor > 1:
-        raise ConfigError(f"run.divergence_factor={run.divergence_factor!r} must be > 1 (a loss this many times "
-                          "L(0) counts as diverged)")
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint (runs save <run dir>/checkpoints/last.ckpt)")
-    if cfg.trainer.max_steps < -1 or cfg.trainer.max_steps == 0:
-        raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps!r} must be a positive step cap, or -1 for none")
-    if cfg.trainer.profiler not in (None, "simple"):
-        raise ConfigError(f"trainer.profiler={cfg.trainer.profiler!r} is unknown: use trainer.profiler=simple (the time "
-                          "of every hook), or null (default) for none")
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """Hydra's run directory under dlnlab-train; run.output_dir when train() is called from Python."""
-    if HydraConfig.initialized():
-        if cfg.run.output_dir is not None:
-            raise ConfigError(f"run.output_dir={cfg.run.output_dir} is for train() called from Python: dlnlab-train "
-                              "writes where Hydra says, so pass hydra.run.dir=<folder> (hydra.sweep.dir=<folder> with -m)")
-        return Path(HydraConfig.get().runtime.output_dir)
-    if cfg.run.output_dir is None:
-        raise ConfigError("run.output_dir is not set: outside dlnlab-train, pass run.output_dir=<folder>")
-    return Path(cfg.run.output_dir)
-
-
 def device_type(cfg: DictConfig) -> str:
-    """Where Lightning will put the run: "cuda" or "cpu" (the fused engine is for the CPU)."""
+    """Where Lightning will put the run: "cuda" or "cpu"."""
     accelerator = cfg.trainer.accelerator
-    return "cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()) else "cpu"
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: "
+                          "use trainer.accelerator=cpu (or auto)")
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if cuda else "cpu"
 
 
-def fused_engine(cfg: DictConfig, model, n: int, d: int, stacked: bool = False) -> bool:
-    """Whether the run steps in dlnlab.kernel's compiled loop (run.engine: auto, fused or torch). auto: on
-    the CPU for a model with a power form, below n·d = 1e6 for one network (BLAS on all cores wins above),
-    below 1e4 for a stack of replicas (its two matrix products a step win above)."""
-    engine, possible = cfg.run.engine, device_type(cfg) == "cpu" and model.power_form() is not None
-    if engine not in ("auto", "fused", "torch"):
-        raise ConfigError(f"run.engine={engine!r} is unknown: use auto (default), fused or torch")
+def choose_engine(cfg: DictConfig, model, n: int, d: int, replicas: int):
+    """run.engine: auto, fused or torch. auto: the fused loop on the CPU for a model with a power
+    form, below n·d = 1e6 for one network (BLAS on all cores wins above), below 1e4 for a stack of
+    replicas (its two matrix products a step win above)."""
+    engine = cfg.run.engine
+    possible = device_type(cfg) == "cpu" and model.power_form() is not None
     if engine == "fused" and not possible:
-        raise ConfigError(f"run.engine=fused needs the CPU (trainer.accelerator=cpu) and a model with a power form "
-                          f"(β = a^L − b^L; {type(model).__name__} has {'one' if model.power_form() else 'none'}): "
+        has = "one" if model.power_form() else "none"
+        raise ConfigError(f"run.engine=fused needs the CPU (trainer.accelerator=cpu) and a model "
+                          f"with a power form (β = a^L − b^L; {type(model).__name__} has {has}): "
                           "use run.engine=auto")
-    return engine == "fused" or (engine == "auto" and possible and n * d < (STACK_FUSED if stacked else SMALL_PROBLEM))
+    small = n * d < (STACK_FUSED if replicas > 1 else SMALL_PROBLEM)
+    fused = engine == "fused" or (engine == "auto" and possible and small)
+    return ENGINES["fused" if fused else "torch"]()
 
 
-def make_task(cfg: DictConfig, data: RegressionData, stacked: bool = False) -> DiagonalTask:
-    """The model and its training task as configured, every value checked before any work is done."""
-    model = build(cfg.model, "model", d=data.d)
-    check_run(cfg, data.n)
-    lr = cfg.optim.lr
-    steps = math.ceil(cfg.run.t_max * model.time_scale() / lr)
-    if cfg.trainer.max_steps > 0:
-        steps = min(steps, cfg.trainer.max_steps)
-    elif steps > MAX_STEPS:
-        raise ConfigError(f"run.t_max={cfg.run.t_max:g} needs {steps:.3g} steps (T_α = {model.time_scale():.3g}, "
-                          f"optim.lr={lr:g}): use a larger model.alpha (depth ≥ 3 converges polynomially: 1e-2 is small "
-                          f"there), a larger step, a shorter run.t_max, or cap it with trainer.max_steps")
-    fused = fused_engine(cfg, model, data.n, data.d, stacked)
-    return DiagonalTask(model, data.X, data.y, lr=lr, batch_size=cfg.optim.batch_size,
-                        steps_per_call=cfg.run.steps_per_call or steps_per_call(data.n, data.d, fused), seed=cfg.run.seed,
-                        record_every=max(1, round(cfg.run.record_every_t * model.time_scale() / lr)),
-                        divergence_factor=cfg.run.divergence_factor, max_steps=steps, fused=fused)
+def make_task(cfg: DictConfig, checked: Plan) -> DiagonalTask:
+    """The stack of networks (one per replica) and its task, every value checked first."""
+    n, d = checked.X.shape
+    replicas = []
+    for e, (name, c) in enumerate(checked.replicas):
+        model = build(c.model, "model", d=d)
+        clock = model.time_scale() or 1.0
+        lr = c.optim.lr
+        replicas.append(Replica(
+            index=e, name=name, model=model, lr=lr, max_steps=steps_to(c, clock),
+            record_every=max(1, round(c.run.record_every_t * clock / lr)),
+            directory=checked.output_dir / "replicas" / name if name else checked.output_dir,
+            config=OmegaConf.to_container(c, resolve=True)))
+    stack = Stack([replica.model for replica in replicas])
+    engine = choose_engine(cfg, replicas[0].model, n, d, len(replicas))
+    fused = engine.name == "fused"
+    block = cfg.run.steps_per_call or steps_per_call(n, d, fused)
+    run = cfg.run
+    return DiagonalTask(stack, replicas, torch.from_numpy(checked.X), torch.from_numpy(checked.y),
+                        engine, batch_size=cfg.optim.batch_size, seed=run.seed,
+                        steps_per_call=block, divergence_factor=run.divergence_factor,
+                        log_every_t=run.log_every_t, log_loss_rtol=run.log_loss_rtol,
+                        flow_max_d=cfg.theory.flow_max_d,
+                        config=OmegaConf.to_container(cfg, resolve=True))
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train as configured; write and return the summary (status, steps, t_reached, final_loss, beta, ...).
-
-    With a list in a key of dlnlab.replicas.REPLICABLE (e.g. model.alpha=[1e-5,1e-20]) the run trains
-    one replica per value, stacked; each writes to <run>/replicas/<i>_<key>=<value>/ and has its entry
-    under "replicas" in the summary."""
+def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
+    """Train as configured; write and return the summary (status, steps, t_reached, final_loss,
+    beta, …; with replicas, an entry per replica under "replicas")."""
+    checked = checked or plan(cfg)
     _quiet_lightning()
-    out = output_dir(cfg)
-    data = RegressionData(*build(cfg.data, "data"))
-    replicas = expand(cfg)
-    tasks = [make_task(c, data, stacked=True) for _, c in replicas] or [make_task(cfg, data)]
-    small = data.n * data.d * len(tasks) < SMALL_PROBLEM
+    out = checked.output_dir
+    task = make_task(cfg, checked)
+    n, d = checked.X.shape
+    small = n * d * len(task.replicas) < SMALL_PROBLEM
     torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
-    if replicas:
-        task = ReplicaTask(tasks, cfg.run.steps_per_call or replica_steps_per_call(data.n, data.d, len(tasks), tasks[0].fused))
-        roots = [out / "replicas" / name for name, _ in replicas]
-        per_replica = [[instantiate(c) for c in cfg.callbacks.values()] for _ in replicas]
-        loggers = [instantiate(cfg.logger, save_dir=str(root)) if cfg.logger else None for root in roots]
-        found = ReplicaCallbacks(roots, loggers, [[c for c in cs if not isinstance(c, Checkpoint)] for cs in per_replica])
-        callbacks = [found] + [c for c in per_replica[0] if isinstance(c, Checkpoint)]  # one checkpoint of the stack
-        logger = False
-    else:
-        task = tasks[0]
-        callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-        logger = instantiate(cfg.logger, save_dir=str(out)) if cfg.logger else False
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    if cfg.logger:
+        for replica in task.replicas:
+            replica.tensorboard = instantiate(cfg.logger, directory=replica.directory)
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
     profiler = SimpleProfiler(dirpath=str(out), filename="profile") if cfg.trainer.profiler else None
-    trainer = pl.Trainer(max_steps=task.max_steps, max_epochs=-1, accelerator=cfg.trainer.accelerator,
-                         devices=cfg.trainer.devices, enable_progress_bar=cfg.trainer.enable_progress_bar,
-                         logger=logger, callbacks=callbacks, default_root_dir=str(out),
+    trainer = pl.Trainer(max_steps=task.max_steps, max_epochs=-1,
+                         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+                         enable_progress_bar=cfg.trainer.enable_progress_bar, logger=False,
+                         callbacks=callbacks, default_root_dir=str(out),
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
                          enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler)
-
-    start = time.perf_counter()
+    task.output_dir = out
     try:
-        with stop_on_signals(task), frozen_heap(), contextlib.suppress(SIGTERMException):  # already stopped cleanly
-            trainer.fit(task, datamodule=data, ckpt_path=cfg.ckpt_path)
+        with frozen_heap():
+            trainer.fit(task, ckpt_path=cfg.ckpt_path)
+    except Exception as e:
+        write_json(out / "summary.json", task.summary(status="failed", message=f"{e}"))
+        raise
     finally:
-        wall_time_s = time.perf_counter() - start
-        if replicas:
-            entries = [{"replica": name, **report(view, replica, c, findings, wall_time_s)} for (name, c), view, replica,
-                       findings in zip(replicas, found.views(trainer, task), task.replicas, found.summaries())]
-            summary = replica_summary(trainer, entries, cfg, wall_time_s)
-        else:
-            findings = {k: v for c in callbacks if hasattr(c, "summary") for k, v in c.summary().items()}
-            summary = report(trainer, task, cfg, findings, wall_time_s)
-        if profiler is not None:  # seconds per hook, most first
-            totals = {action: math.fsum(times) for action, times in profiler.recorded_durations.items()}
-            summary["profile_s"] = dict(sorted(totals.items(), key=lambda item: -item[1]))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(finite(summary), indent=2) + "\n")
-    if replicas:
+        for replica in task.replicas:
+            if replica.tensorboard is not None:
+                replica.tensorboard.close()
+    summary = task.last_summary  # written when training ended: now with the figures' time too
+    summary["wall_time_s"] = time.perf_counter() - task.started
+    if profiler is not None:  # seconds per hook, most first
+        totals = {action: math.fsum(times) for action, times in profiler.recorded_durations.items()}
+        summary["profile_s"] = dict(sorted(totals.items(), key=lambda item: -item[1]))
+    write_json(out / "summary.json", summary)
+    if len(task.replicas) > 1:
+        from dlnlab.aggregate import aggregate
+
         aggregate(out)  # the sweep's table and figure (aggregate.md, .csv, .png), as for a multirun
     return summary
 
 
 @contextlib.contextmanager
 def frozen_heap():
-    """Keep the objects that exist before training (torch's, Lightning's, matplotlib's: about a million)
-    out of the garbage collector's passes while it trains: a full pass over them stopped a run for
-    0.25–0.4 s at random moments, as long as 300,000 steps of a small problem."""
+    """Keep the objects that exist before training (torch's, Lightning's, matplotlib's: about a
+    million) out of the garbage collector's passes while it trains: a full pass over them stopped
+    a run at random moments for as long as hundreds of thousands of steps of a small problem."""
     gc.freeze()
     try:
         yield
     finally:
         gc.unfreeze()
-
-
-@contextlib.contextmanager
-def stop_on_signals(task: DiagonalTask):
-    """SIGINT / SIGTERM ask the task to stop at the end of its current block of steps (a few ms), so
-    the final checkpoint and summary describe a consistent state; a second SIGINT interrupts at once."""
-    def request_stop(signum, frame):
-        if task.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        task.stop_requested = True
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
-    with exit_on_config_error("dlnlab-train"):
-        summary = train(cfg)
-    entries = summary.get("replicas", [summary])
-    for entry in entries:
-        print(f"{entry.get('replica', '') + ': ' if 'replica' in entry else ''}{entry['status']}: {entry['steps']} "
-              f"steps to t = {entry['t_reached']:.4g}, final loss {entry['final_loss']:.3e}")
-        if entry["status"] == "diverged":
-            print(f"dlnlab-train: {entry.get('replica', '') + ': ' if 'replica' in entry else ''}{entry['message']}",
-                  file=sys.stderr)
-    print(f"{summary['status']} ({summary['wall_time_s']:.1f} s) -> {output_dir(cfg)}")
-    if all(entry["status"] == "diverged" for entry in entries) and HydraConfig.get().mode != RunMode.MULTIRUN:
-        sys.exit(1)  # a sweep (or a replica run with some replicas left) goes on; its summaries say which diverged
-
-
-def cli() -> None:
-    config.register()
-    main()
-
-
-if __name__ == "__main__":
-    cli()

@@ -34,7 +34,8 @@ from omegaconf import OmegaConf
 from dlnlab import config
 from dlnlab.data import synthetic
 from dlnlab.models import DiagonalNetwork
-from dlnlab.train import CONF_DIR, train
+from dlnlab.config import CONF_DIR
+from dlnlab.train import train
 
 ALPHA, LR = 1e-10, 1e-3
 
@@ -136,7 +137,7 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, model=None, replicas=None
         overrides += ["callbacks=none", "~logger"]
     if replicas:  # a seed sweep: E networks of random initialisation shapes, the same clock
         overrides += ["model.shape=random", f"model.shape_seed=[{','.join(map(str, range(replicas)))}]"]
-        overrides += [] if quiet else ["callbacks.theory.figures=false"]
+        overrides += [] if quiet else ["~callbacks.figures"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     if model is not None:

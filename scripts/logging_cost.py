@@ -10,9 +10,10 @@ import tempfile
 from hydra import compose, initialize_config_dir
 
 from dlnlab import config
-from dlnlab.train import CONF_DIR, train
+from dlnlab.config import CONF_DIR
+from dlnlab.train import train
 
-VARIANTS = {"default callbacks": [], "without figures": ["callbacks.theory.figures=false"],
+VARIANTS = {"default callbacks": [], "without figures": ["~callbacks.figures"],
             "no callbacks, no logger": ["callbacks=none", "~logger"]}
 
 

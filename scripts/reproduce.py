@@ -57,9 +57,9 @@ def main() -> None:
     lrs = "2e-2,5e-3" if args.quick else "4e-2,2e-2,1e-2,5e-3"
     sweep_t = "run.t_max=5"  # past fig1's last jump (3.04 in the limit, later at larger α)
     # each sweep is one replica run: the networks stacked, one process (dlnlab.replicas)
-    dlnlab_train("experiment=fig1", sweep_t, "callbacks.theory.figures=false", "optim.lr=5e-3",
+    dlnlab_train("experiment=fig1", sweep_t, "~callbacks.figures", "optim.lr=5e-3",
                  f"model.alpha=[{alphas}]", f"hydra.run.dir={out / 'alpha_sweep'}")
-    dlnlab_train("experiment=fig1", sweep_t, "callbacks.theory.figures=false", "model.alpha=1e-20",
+    dlnlab_train("experiment=fig1", sweep_t, "~callbacks.figures", "model.alpha=1e-20",
                  f"optim.lr=[{lrs}]", f"hydra.run.dir={out / 'lr_sweep'}")
     alpha_rows = aggregate(out / "alpha_sweep")
     lr_rows = aggregate(out / "lr_sweep")

@@ -5,7 +5,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from dlnlab import config
-from dlnlab.train import CONF_DIR, train
+from dlnlab.config import CONF_DIR
+from dlnlab.train import train
 
 config.register()
 torch.set_num_threads(1)

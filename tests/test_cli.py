@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-L1_INTERPOLATOR = np.array([0, 0, 10 / 7, -10 / 49])  # min ‖β‖₁ s.t. Xβ = y on the worked example (PAPER.md §3)
+L1_INTERPOLATOR = np.array([0, 0, 10 / 7, -10 / 49])  # min ‖β‖₁ s.t. Xβ = y on the worked example (docs/theory.md §3)
 
 
 def dlnlab_train(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -20,7 +20,7 @@ def dlnlab_train(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_worked_example_ends_at_the_minimum_l1_interpolator(tmp_path):
-    """PAPER.md §4: at alpha = 1e-30 the flow ends within 1e-4 of the minimum-ℓ1 interpolator."""
+    """docs/theory.md §5: at alpha = 1e-30 the flow ends within 1e-4 of the minimum-ℓ1 interpolator."""
     proc = dlnlab_train(tmp_path, "data=fixture", "model.alpha=1e-30", "run.t_max=20")
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
@@ -28,15 +28,15 @@ def test_worked_example_ends_at_the_minimum_l1_interpolator(tmp_path):
     assert summary["status"] == "completed" and summary["t_reached"] >= 20
     assert np.abs(np.array(summary["beta"]) - L1_INTERPOLATOR).max() < 1e-3
     assert summary["final_loss"] < 1e-10
-    events = EventAccumulator(str(run_dir / "tb")).Reload()
-    assert {"train/loss", "time/accelerated"} <= set(events.Tags()["scalars"])
-    loss = events.Scalars("train/loss")
+    events = EventAccumulator(str(run_dir / "tb" / "run")).Reload()
+    assert {"loss", "time/accelerated"} <= set(events.Tags()["scalars"])
+    loss = events.Scalars("loss")
     assert loss[0].step == 0 and loss[0].value == pytest.approx(0.25)  # L(0) = ‖y‖²/(2n)
     assert 100 < len(loss) < 5000  # on a schedule, not every one of the 138k steps
 
 
 def test_implicit_bias_approaches_l1_only_slowly(run):
-    """PAPER.md §4: at alpha = 1e-4 GD ends near (0.33, 0, 0.96, −0.37), far from the ℓ1 interpolator;
+    """docs/theory.md §5: at alpha = 1e-4 GD ends near (0.33, 0, 0.96, −0.37), far from the ℓ1 interpolator;
     both end points interpolate (loss ≈ 0): only the implicit bias differs."""
     s = run("data=fixture", "model.alpha=1e-4", "run.t_max=30")
     beta = np.array(s["beta"])

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from dlnlab.checks import ConfigError
-from dlnlab.train import CONF_DIR
+from dlnlab.config import CONF_DIR
 from tests.conftest import compose_cfg
 
 GROUPS = {group.name: sorted(f.stem for f in group.glob("*.yaml")) for group in Path(CONF_DIR).iterdir()

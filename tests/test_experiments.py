@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlnlab.aggregate import aggregate
-from dlnlab.train import CONF_DIR
+from dlnlab.config import CONF_DIR
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
@@ -20,7 +20,7 @@ def test_the_issue_s_experiments_exist():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_each_experiment_runs_with_a_short_horizon(run, name):
-    summary = run(f"experiment={name}", "run.t_max=0.3", "callbacks.theory.figures=false")
+    summary = run(f"experiment={name}", "run.t_max=0.3", "~callbacks.figures")
     assert summary["status"] == "completed" and summary["t_reached"] >= 0.3
     assert summary["saddles"][0]["loss_run"] == pytest.approx(summary["saddles"][0]["loss_limit"], rel=1e-4)
 
@@ -30,7 +30,7 @@ def test_joblib_sweep_runs_two_jobs_apart_and_aggregates(tmp_path):
     script = Path(sys.executable).parent / "dlnlab-train"
     sweep = tmp_path / "sweep"
     proc = subprocess.run([str(script), "-m", "hydra/launcher=local", "trainer.enable_progress_bar=false",
-                           "experiment=fig1", "run.t_max=1", "callbacks.theory.figures=false",
+                           "experiment=fig1", "run.t_max=1", "~callbacks.figures",
                            "model.alpha=1e-10,1e-20", f"hydra.sweep.dir={sweep}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -38,7 +38,7 @@ def test_joblib_sweep_runs_two_jobs_apart_and_aggregates(tmp_path):
     assert [j.name for j in jobs] == ["0_experiment=fig1,model.alpha=1e-10,run.t_max=1",
                                       "1_experiment=fig1,model.alpha=1e-20,run.t_max=1"]
     for job in jobs:  # each job its own directory and event file
-        assert len(list((job / "tb").glob("events.out.tfevents.*"))) == 1
+        assert [len(list((job / "tb" / s).glob("events.out.tfevents.*"))) for s in ("run", "flow", "limit")] == [1, 1, 1]
         assert json.loads((job / "summary.json").read_text())["status"] == "completed"
     rows = aggregate(sweep)
     assert sorted(r["alpha"] for r in rows) == [1e-20, 1e-10]

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
+from dlnlab import kernel
 from dlnlab.checks import ConfigError
-from dlnlab.data import RegressionData, synthetic
-from dlnlab.kernel import power_steps
+from dlnlab.plan import plan
 from dlnlab.train import make_task
 from tests.conftest import compose_cfg
 from tests.test_replicas import LOSSES, assert_same, run_in
@@ -22,8 +23,9 @@ def test_one_step_is_gd_on_a_power_form(depth, c):
     r = X @ (a[0] ** depth - b[0] ** depth) - y
     h = 0.01 * X.T @ r / 7
     losses, rec, counts = np.empty((1, 2)), np.empty((2, 1, 5)), np.zeros(2, np.int64)
-    power_steps(X, y, a, b, depth, c, np.array([0.01 / 7, 0.01 / 7]), np.array([1, 0]), np.arange(7)[None], 7, 0, False, 0,
-                np.array([1, 1]), losses, rec, rec.copy(), counts)
+    kernel.power_steps(kernel.Problem(X, y), kernel.Networks(a, b, depth, c, np.array([0.01 / 7] * 2), np.array([1, 0])),
+                       kernel.Batches(np.arange(7)[None], 7, 0, False),
+                       kernel.Records(0, np.array([1, 1]), losses, rec, rec.copy(), counts))
     assert list(counts) == [1, 0] and losses[0, 0] == pytest.approx(r @ r / 14, rel=1e-14)
     np.testing.assert_allclose(a[0], before_a[0] - c * h * before_a[0] ** (depth - 1), rtol=1e-14)
     np.testing.assert_allclose(b[0], before_b[0] + c * h * before_b[0] ** (depth - 1), rtol=1e-14)
@@ -38,7 +40,7 @@ def test_one_step_is_gd_on_a_power_form(depth, c):
 ])
 def test_fused_engine_is_the_tensor_path_to_rounding(tmp_path, overrides):
     """Same losses at every step, β, plateaus, saddles and events: the two engines only sum in other orders."""
-    common = (*overrides, "callbacks.theory.figures=false", LOSSES, "run.steps_per_call=10000")  # same blocks
+    common = (*overrides, "~callbacks.figures", LOSSES, "run.steps_per_call=10000")  # same blocks
     fused = run_in(tmp_path / "fused", *common, "run.engine=fused")
     tensor = run_in(tmp_path / "torch", *common, "run.engine=torch")
     assert_same(fused, tensor)
@@ -47,26 +49,31 @@ def test_fused_engine_is_the_tensor_path_to_rounding(tmp_path, overrides):
 
 
 def task_for(*overrides, model=None):
-    cfg = compose_cfg(*overrides)
+    cfg = compose_cfg("run.output_dir=unused", *overrides)
     if model is not None:
         cfg.model = OmegaConf.create(model)
-    return make_task(cfg, RegressionData(*synthetic(n=cfg.data.n, d=cfg.data.d, k=3)))
+    return make_task(cfg, plan(cfg))
+
+
+def fused(task) -> bool:
+    return task.engine.name == "fused"
 
 
 USER_MODEL = {"_target_": "tests.test_models.AutogradUV", "alpha": 1e-2}  # given by beta() alone
 
 
 def test_auto_engine_is_fused_for_small_cpu_problems_with_a_power_form():
-    assert task_for("trainer.accelerator=cpu").fused
-    assert task_for("trainer.accelerator=cpu", "model=symmetric", "model.depth=3", "model.alpha=0.1").fused
-    assert not task_for("trainer.accelerator=cpu", "data.n=1000", "data.d=1000").fused  # BLAS on all cores there
-    assert not task_for("trainer.accelerator=cpu", "run.engine=torch").fused
-    assert not task_for("trainer.accelerator=cpu", model=USER_MODEL).fused
+    assert fused(task_for("trainer.accelerator=cpu"))
+    assert fused(task_for("trainer.accelerator=cpu", "model=symmetric", "model.depth=3", "model.alpha=0.1"))
+    assert not fused(task_for("trainer.accelerator=cpu", "data.n=1000", "data.d=1000"))  # BLAS on all cores there
+    assert not fused(task_for("trainer.accelerator=cpu", "run.engine=torch"))
+    assert not fused(task_for("trainer.accelerator=cpu", model=USER_MODEL))
 
 
 @pytest.mark.parametrize("overrides, model, message", [
     (["run.engine=fast"], None, "run.engine='fast' is unknown"),
-    (["run.engine=fused", "trainer.accelerator=gpu"], None, "run.engine=fused needs the CPU"),
+    (["run.engine=fused", "trainer.accelerator=gpu"], None,
+     "run.engine=fused needs the CPU" if torch.cuda.is_available() else "trainer.accelerator=gpu but this machine has no"),
     (["run.engine=fused", "trainer.accelerator=cpu"], USER_MODEL, "AutogradUV has none"),
 ])
 def test_engine_errors(overrides, model, message):

@@ -1,4 +1,4 @@
-"""Models against closed forms of PAPER.md §2: clocks, duals, beta maps, and the u²−v² invariant."""
+"""Models against closed forms of docs/theory.md §2: clocks, duals, beta maps, and the u²−v² invariant."""
 
 import math
 
@@ -42,7 +42,7 @@ def test_clocks_are_the_closed_forms():
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("shape", ["uniform", "random"])
 def test_dual_is_minus_the_integrated_gradient(name, shape):
-    """s = -int_0^t grad L dr (PAPER.md §2), through jumps and saturated coordinates.
+    """s = -int_0^t grad L dr (docs/theory.md §2), through jumps and saturated coordinates.
 
     The worked example runs past its first jump (t1 = 2), so coordinates are O(1) and |s| ≈ 1.
     The parameters hold GD's own dual, which differs from the Riemann sum by O(lr²·g²) per step:
@@ -64,7 +64,7 @@ def test_dual_is_minus_the_integrated_gradient(name, shape):
 def test_beta_follows_the_closed_form_map_before_the_first_jump(name):
     """While beta ≈ 0, grad L ≈ g = −Xᵀy/n is constant and everything integrates by hand.
 
-    Flow (PAPER.md §2), s = −t·g: uv: α² sinh(2 log(1/α) s); depth 2: 2α² sinh(2 log(1/α) s);
+    Flow (docs/theory.md §2), s = −t·g: uv: α² sinh(2 log(1/α) s); depth 2: 2α² sinh(2 log(1/α) s);
     depth L ≥ 3: α^L[(1−s)^(−L/(L−2)) − (1+s)^(−L/(L−2))].
     GD after k steps, exactly: uv: u ± v = u0(1 ∓ lr·g)^k, so beta = (u0²/4)[(1−lr·g)^2k − (1+lr·g)^2k];
     depth 2: w± = α(1 ∓ 2lr·g)^k. GD's beta is the flow's times about exp(−t·T·lr·g²): an
@@ -100,10 +100,12 @@ def test_uv_step_is_gd_on_u_and_v():
     """The u ⊙ v network keeps u ± v, but its step is GD on (u, v): u ← u − h v, v ← v − h u."""
     torch.manual_seed(0)
     model = UVNetwork(5, 0.3, shape="random")
-    model.descend(0.2 * torch.randn(5, dtype=torch.float64))  # v ≠ 0
+    with torch.no_grad():  # as the engines call it
+        model.descend(0.2 * torch.randn(5, dtype=torch.float64))  # v ≠ 0
     u, v = model.u.detach().clone(), model.v.detach().clone()
     h = 0.1 * torch.randn(5, dtype=torch.float64)
-    model.descend(h)
+    with torch.no_grad():
+        model.descend(h)
     torch.testing.assert_close(model.u.detach(), u - h * v, rtol=1e-14, atol=1e-16)
     torch.testing.assert_close(model.v.detach(), v - h * u, rtol=1e-14, atol=1e-16)
     torch.testing.assert_close(model.beta().detach(), (u - h * v) * (v - h * u), rtol=1e-12, atol=1e-16)
@@ -143,8 +145,9 @@ def test_closed_form_steps_equal_autograd(make):
     h = 0.1 * torch.randn(5, dtype=torch.float64)
     closed, auto = make(), make()
     for _ in range(3):
-        closed.descend(h)
-        DiagonalNetwork.descend(auto, h)
+        with torch.no_grad():
+            closed.descend(h)
+            DiagonalNetwork.descend(auto, h)  # the base class's: autograd
     for c, a in zip(closed.parameters(), auto.parameters()):
         torch.testing.assert_close(c, a, rtol=1e-14, atol=1e-16)
 

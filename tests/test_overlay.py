@@ -29,19 +29,18 @@ def gaussian_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_every_saddle_is_detected_once_in_order(gaussian_run):
+def test_every_saddle_is_reached_once_in_order(gaussian_run):
     _, summary = gaussian_run
     rows = summary["saddles"]
     assert len(rows) == 4
     for row in rows[1:]:
         assert row["support_run"] == row["support_limit"]
         assert abs(row["t_run"] / row["t_flow"] - 1) < 0.05  # the run tracks the exact flow at its α
-        # ... and is as far from the α → 0 limit as that flow is (PAPER.md §4: C / log(1/α))
+        # ... and is as far from the α → 0 limit as that flow is (docs/theory.md §5: C / log(1/α))
         assert abs(row["t_run"] - row["t_limit"]) <= 1.5 * abs(row["t_flow"] - row["t_limit"]) + 0.01
-    for row in rows[:-1]:  # plateaus at the saddles' losses; the last, L = 0, is approached exponentially
-        assert row["detected"] == "plateau"
+    for row in rows[:-1]:  # half-way between jumps the run sits at the saddles' losses
         assert row["loss_run"] == pytest.approx(row["loss_limit"], rel=1e-3)
-    assert rows[-1]["detected"] == "final state" and rows[-1]["loss_run"] < 1e-4
+    assert rows[-1]["loss_run"] < 1e-4  # the last, L = 0, approached exponentially
     starts = [p["start_t"] for p in summary["plateaus"]]
     assert len(starts) == 3 and starts == sorted(starts)
     entered = [i for event in summary["active_events"] for i in event["entering"]]
@@ -49,39 +48,42 @@ def test_every_saddle_is_detected_once_in_order(gaussian_run):
     assert summary["active_events"][-1]["active"] == [4, 9, 16]
 
 
+def series(out, name, **guidance):
+    return EventAccumulator(str(out / "tb" / name), size_guidance={"scalars": 0, **guidance}).Reload()
+
+
 @pytest.mark.slow
-def test_event_files_hold_overlay_layout_table_and_figures(gaussian_run):
+def test_event_files_hold_run_flow_and_limit_the_table_and_figures(gaussian_run):
     out, summary = gaussian_run
-    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "tensors": 0, "images": 0}).Reload()
-    tags = events.Tags()
-    for i in (4, 9, 16):
-        assert {f"train/beta/{i}", f"flow/beta/{i}", f"limit/beta/{i}", f"train/dual/{i}", f"limit/dual/{i}"} \
-            <= set(tags["scalars"])
-    assert {"train/loss", "flow/loss", "limit/loss", "time/accelerated", "active/count"} <= set(tags["scalars"])
-    assert "custom_scalars__config__" in tags["tensors"]
-    assert "theory/saddles/text_summary" in tags["tensors"]
-    table = events.Tensors("theory/saddles/text_summary")[-1].tensor_proto.string_val[0].decode()
+    run = series(out, "run", tensors=0, images=0)
+    flow_, limit = series(out, "flow"), series(out, "limit")
+    for tags in (run.Tags()["scalars"], flow_.Tags()["scalars"], limit.Tags()["scalars"]):
+        assert {"loss", "vs_t/loss"} | {f"{q}/{i}" for q in ("beta", "dual", "vs_t/beta") for i in (4, 9, 16)} <= set(tags)
+    assert {"time/accelerated", "active/count"} <= set(run.Tags()["scalars"])
+    assert "theory/saddles/text_summary" in run.Tags()["tensors"]
+    table = run.Tensors("theory/saddles/text_summary")[-1].tensor_proto.string_val[0].decode()
     assert table.count("\n") >= 5 and "| 3 |" in table
-    assert {"figures/loss", "figures/coordinates", "figures/dual", "figures/path3d"} <= set(tags["images"])
+    assert {"figures/loss", "figures/coordinates", "figures/dual", "figures/path3d"} <= set(run.Tags()["images"])
     assert {f.name for f in (out / "figures").iterdir()} == {"loss.png", "coordinates.png", "dual.png", "path3d.png"}
-    limit = {e.step: e.value for e in events.Scalars("limit/loss")}
-    run_loss = {e.step: e.value for e in events.Scalars("train/loss")}
-    assert limit[0] == pytest.approx(run_loss[0])  # same clock: both start at L(0)
+    limit_loss = {e.step: e.value for e in limit.Scalars("loss")}
+    run_loss = {e.step: e.value for e in run.Scalars("loss")}
+    assert limit_loss.keys() == run_loss.keys()  # at the same steps
+    assert limit_loss[0] == pytest.approx(run_loss[0])  # same clock: both start at L(0)
 
 
 @pytest.mark.slow
 def test_overlay_scalars_are_the_theory_at_their_steps(gaussian_run):
-    """Every logged limit/* and flow/* value is Algorithm 1's and the exact flow's at that step's t,
+    """Every logged limit and flow value is Algorithm 1's and the exact flow's at that step's t,
     computed here independently (TensorBoard stores float32)."""
     out, summary = gaussian_run
     cfg = compose_cfg(*GAUSSIAN)
     X, y = build(cfg.data, "data")
     path, steps_per_t = saddle_path(X, y), summary["time_scale"] / summary["lr"]
     exact = flow(X, y, math.log(summary["alpha"]), [summary["t_reached"] + 0.1], dense=True, rtol=1e-10, atol=1e-12)
-    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0}).Reload()
-    limit, flow_beta = events.Scalars("limit/loss"), events.Scalars("flow/beta/4")
-    assert len(limit) > 50 and len(flow_beta) == len(limit)
-    for e in limit:
+    limit, flow_ = series(out, "limit"), series(out, "flow")
+    limit_loss, flow_beta = limit.Scalars("loss"), flow_.Scalars("beta/4")
+    assert len(limit_loss) > 50 and len(flow_beta) == len(limit.Scalars("beta/4")) > 50
+    for e in limit_loss:
         assert e.value == pytest.approx(path.loss(e.step / steps_per_t), rel=1e-6)
     for e in flow_beta:
         assert e.value == pytest.approx(exact.at(e.step / steps_per_t)[0][4], rel=1e-4, abs=1e-7)
@@ -109,8 +111,9 @@ def get(url: str):
 
 
 @pytest.mark.slow
-def test_tensorboard_serves_the_custom_scalars(gaussian_run):
-    """The real server (loopback, a free port) returns the layout and the overlaid series over HTTP."""
+def test_tensorboard_serves_run_flow_and_limit_as_three_series_of_one_tag(gaussian_run):
+    """The real server (loopback, a free port): the `loss` chart has run, flow and limit as three runs,
+    at the same steps (the flow's down to its rounding floor)."""
     out, _ = gaussian_run
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(out / "tb"), "--host",
@@ -121,45 +124,40 @@ def test_tensorboard_serves_the_custom_scalars(gaussian_run):
         while True:
             try:
                 runs = get(f"{base}/data/runs")
-                if runs:
+                if len(runs) == 3:
                     break
             except OSError:
                 pass
             assert time.time() < deadline, "tensorboard did not come up"
             time.sleep(0.5)
-        layout = get(f"{base}/data/plugin/custom_scalars/layout")
-        titles = {c["title"] for c in layout["category"]}
-        assert titles == {"loss", "coordinates", "dual"}
-        loss_chart = next(c for c in layout["category"] if c["title"] == "loss")["chart"][0]
-        series = {}
-        for regex in loss_chart["multiline"]["tag"]:
-            query = urllib.parse.urlencode({"run": runs[0], "tag": regex})
-            series.update(get(f"{base}/data/plugin/custom_scalars/scalars?{query}")["tag_to_events"])
-        assert set(series) == {"train/loss", "flow/loss", "limit/loss"}
-        assert all(len(points) > 20 for points in series.values())
-        steps = {tag: [p[1] for p in points] for tag, points in series.items()}
-        assert set(steps["limit/loss"]) <= set(steps["train/loss"]) | set(steps["limit/loss"])
-        assert math.isclose(series["limit/loss"][-1][2], 0.0, abs_tol=1e-20)
+        assert sorted(runs) == ["flow", "limit", "run"]
+        loss = {}
+        for name in runs:
+            query = urllib.parse.urlencode({"run": name, "tag": "loss"})
+            loss[name] = {step: value for _, step, value in get(f"{base}/data/plugin/scalars/scalars?{query}")}
+        assert all(len(points) > 20 for points in loss.values())
+        assert loss["limit"].keys() == loss["run"].keys() and loss["flow"].keys() <= loss["run"].keys()
+        assert loss["limit"][0] == loss["flow"][0] == loss["run"][0]
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def test_coordinate_history_is_what_tensorboard_holds_and_survives_the_checkpoint(tmp_path):
-    """The β history the figures are drawn from, kept per block of steps, loads back from the checkpoint with
-    weights_only=True and holds, at every logged step, the value written to TensorBoard (float32 there)."""
+def test_the_history_is_what_tensorboard_holds_and_survives_the_checkpoint(tmp_path):
+    """The run's history (the figures are drawn from it, late coordinates back-filled from it) loads back from the
+    checkpoint with weights_only=True and holds, at every logged record, the β written to TensorBoard."""
     train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={tmp_path}", "data=fixture",
-                      "model.alpha=1e-30", "run.t_max=20", "run.steps_per_call=5000", "callbacks.theory.figures=false"))
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["ActiveCoordinates"]
-    history, tracked = state["history"], state["tracked"]
-    assert len(history["step"]) > 5  # several blocks
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0}).Reload()
-    for column, i in enumerate(tracked):
-        logged = {e.step: e.value for e in events.Scalars(f"train/beta/{i}")}
-        kept = {int(step): float(beta[column]) for steps, betas in zip(history["step"], history["beta"])
-                if betas.shape[1] > column for step, beta in zip(steps, betas)}
-        assert len(logged) > 20 and logged.keys() == kept.keys()
-        assert all(logged[step] == pytest.approx(kept[step], rel=1e-6, abs=1e-30) for step in logged)
+                      "model.alpha=1e-30", "run.t_max=20", "run.steps_per_call=5000", "~callbacks.figures"))
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["dlnlab"]["histories"][0]
+    assert len(state["step"]) > 5  # several blocks
+    steps = torch.cat(state["step"]).numpy()
+    betas = torch.cat(state["beta"]).numpy()
+    events = series(tmp_path, "run")
+    assert {"beta/0", "beta/2", "beta/3"} <= set(events.Tags()["scalars"])  # the limit's coordinates
+    for i in (0, 2, 3):
+        logged = {e.step: e.value for e in events.Scalars(f"beta/{i}")}
+        assert len(logged) > 20 and sorted(logged) == sorted(steps.tolist())
+        assert all(logged[step] == pytest.approx(beta, rel=1e-6, abs=1e-30) for step, beta in zip(steps, betas[:, i]))
 
 
 @pytest.mark.parametrize("experiment", [("data=fixture", "model.alpha=1e-30", "run.t_max=20"), ("experiment=sgd",)])
@@ -167,6 +165,6 @@ def test_plateaus_do_not_depend_on_the_block_length(run, experiment):
     """Each plateau's level, β and jump come from the records it keeps, thinned by step (not by block), and
     from the last window's records when it is found a window late: the same for blocks of 137 steps (less
     than a window) and of 100,000."""
-    short, long = (run(*experiment, "callbacks.theory.figures=false", f"run.steps_per_call={k}")["plateaus"]
+    short, long = (run(*experiment, "~callbacks.figures", f"run.steps_per_call={k}")["plateaus"]
                    for k in (137, 100_000))
     assert len(short) >= 3 and short == long

@@ -118,11 +118,11 @@ def test_step_ten_times_too_large_diverges_cleanly(tmp_path):
     assert saved["status"] == "diverged" and saved["final_loss"] is None
     message = saved["message"]
     assert "optim.lr=2" in message and "λ_max(XᵀX/n)" in message
-    events = EventAccumulator(str(out / "tb")).Reload()
-    assert len(events.Scalars("train/loss")) > 5  # the event file is intact and readable
+    events = EventAccumulator(str(out / "tb" / "run")).Reload()
+    assert len(events.Scalars("loss")) > 5  # the event file is intact and readable
     assert not (out / "checkpoints" / "last.ckpt").exists() or \
         torch.isfinite(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"][
-            "model.p"]).all()  # never a diverged checkpoint
+            "stack.network.p"]).all()  # never a diverged checkpoint
     suggested = re.search(r"try optim.lr=([0-9.e-]+)", message).group(1)
     assert run_in(tmp_path / "suggested", f"optim.lr={suggested}", "run.t_max=10")["status"] == "completed"
 

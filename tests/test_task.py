@@ -48,7 +48,7 @@ def test_profiler_times_every_callback_hook_inside_the_run(run, tmp_path):
     and Lightning's report beside it."""
     s = run("trainer.max_steps=3000", "run.steps_per_call=1000", "trainer.profiler=simple")
     profile = s["profile_s"]
-    assert {"[Callback]LossLogger.on_train_batch_end", "[Callback]TheoryOverlay.on_fit_start",
+    assert {"[Callback]LossLogger.on_train_batch_end", "[Callback]TheoryOverlay.setup",
             "[Strategy]SingleDeviceStrategy.training_step"} <= profile.keys()
     assert list(profile.values()) == sorted(profile.values(), reverse=True)
     assert 0 < sum(t for hook, t in profile.items() if hook.startswith("[Callback]")) < s["wall_time_s"]
@@ -56,13 +56,14 @@ def test_profiler_times_every_callback_hook_inside_the_run(run, tmp_path):
 
 
 class LossRecord(Callback):
-    """Collects the task's per-step loss record, as every callback reads it."""
+    """Collects the block records' losses, as every callback reads them."""
 
     blocks: list = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        assert pl_module.first_step + len(pl_module.step_losses) == trainer.global_step
-        LossRecord.blocks.append(pl_module.step_losses.clone())
+        (row,) = outputs["record"].rows
+        assert row.first_step + len(row.losses) == trainer.global_step == row.end_step
+        LossRecord.blocks.append(row.losses.copy())
 
 
 def test_gd_matches_a_hand_written_loop_and_records_every_loss(run):
@@ -71,7 +72,7 @@ def test_gd_matches_a_hand_written_loop_and_records_every_loss(run):
     s = run("trainer.max_steps=500", "run.t_max=1000", "run.steps_per_call=64", "~logger", "callbacks=none",
             "+callbacks.record._target_=tests.test_task.LossRecord", "data.n=8", "data.d=5", "model.alpha=0.3",
             "optim.lr=0.05")
-    record = torch.cat(LossRecord.blocks).numpy()
+    record = np.concatenate(LossRecord.blocks)
     X, y = synthetic(n=8, d=5, k=3, seed=0)
     u, v = np.full(5, math.sqrt(2) * 0.3), np.zeros(5)
     expected = []

@@ -1,4 +1,4 @@
-"""TensorBoard writing: the C checksum every record now gets, and a block of events that reads back."""
+"""TensorBoard writing: the C checksum every record gets, and a block of events that reads back."""
 
 import io
 import os
@@ -10,9 +10,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
-from torch.utils.tensorboard import SummaryWriter
-
-from dlnlab.callbacks.tensorboard import add_scalars, framed, masked_crc32c, scalar_events
+from dlnlab.events import EventFile, framed, masked_crc32c, scalar_events
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 100, 1500, 10_000])
@@ -20,7 +18,7 @@ def test_checksum_is_tensorboards_own(size):
     """Against tensorboard's pure-Python CRC-32C (the one it uses without TensorFlow)."""
     data = os.urandom(size)
     assert masked_crc32c(data) == pywrap_tensorflow.masked_crc32c(data)
-    assert record_writer.masked_crc32c is masked_crc32c
+    assert record_writer.masked_crc32c is not masked_crc32c  # tensorboard itself is left alone
 
 
 @pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
@@ -51,16 +49,19 @@ def test_records_are_framed_as_tensorboards_record_writer_frames_them():
 
 
 def test_scalars_written_in_one_event_read_back(tmp_path):
-    """TensorBoard's reader checks both checksums of every record: the values come back exactly."""
-    writer = SummaryWriter(str(tmp_path))
-    writer.add_text("notes", "before", 0)  # through the writer's own queue, around the block
+    """TensorBoard's reader checks both checksums of every record: the values come back exactly,
+    around other events of the same file; against accelerated time under vs_t/ at step 1000·t."""
+    events = EventFile(tmp_path)
+    events.text("notes", "before", 0)
     steps = np.arange(3)
-    add_scalars(writer, steps, ("a", "b/1", "c"), np.column_stack([0.5 * steps, -steps, np.full(3, 1e-30)]))
-    writer.add_text("notes", "after", 3)
-    writer.close()
-    events = EventAccumulator(str(tmp_path)).Reload()
-    assert set(events.Tags()["scalars"]) == {"a", "b/1", "c"}
-    assert [(e.step, e.value) for e in events.Scalars("a")] == [(0, 0.0), (1, 0.5), (2, 1.0)]
-    assert [e.value for e in events.Scalars("b/1")] == [0, -1, -2]
-    assert events.Scalars("c")[0].value == pytest.approx(1e-30, rel=1e-7)  # stored as float32
-    assert [e.step for e in events.Tensors("notes/text_summary")] == [0, 3]
+    events.scalars(steps, ("a", "b/1", "c"), np.column_stack([0.5 * steps, -steps, np.full(3, 1e-30)]),
+                   t=np.array([0.0, 0.0015, 2.5]))
+    events.text("notes", "after", 3)
+    events.close()
+    read = EventAccumulator(str(tmp_path)).Reload()
+    assert set(read.Tags()["scalars"]) == {"a", "b/1", "c", "vs_t/a", "vs_t/b/1", "vs_t/c"}
+    assert [(e.step, e.value) for e in read.Scalars("a")] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert [(e.step, e.value) for e in read.Scalars("vs_t/a")] == [(0, 0.0), (2, 0.5), (2500, 1.0)]
+    assert [e.value for e in read.Scalars("b/1")] == [0, -1, -2]
+    assert read.Scalars("c")[0].value == pytest.approx(1e-30, rel=1e-7)  # stored as float32
+    assert [e.step for e in read.Tensors("notes/text_summary")] == [0, 3]

@@ -1,25 +1,25 @@
-"""Checkpoints on a schedule in accelerated time and wall time, at the end, and when a run is stopped; the loss file."""
+"""Checkpoints on a schedule in accelerated time and wall time, at the start and the end of a run;
+the loss file."""
 
 import os
 import time
 from pathlib import Path
 
-import lightning.pytorch as pl
-import numpy as np
 from lightning.pytorch.callbacks import Checkpoint
+
+from dlnlab.callbacks.base import NetworkCallback
 
 
 class Checkpoints(Checkpoint):
-    """`checkpoints/last.ckpt` every `every_t` of accelerated time but at most every `every_s` seconds
-    (a checkpoint costs tens of milliseconds, a unit of t on a small problem may cost less: a kill then
-    loses at most every_s of work), and at the end of training (a stopped run included), never with
-    diverged parameters: the last good one stays. The file is replaced atomically, so a kill while
-    writing leaves the previous one. Being a Checkpoint, Lightning runs it after the other callbacks,
-    so their state (plateaus, active sets) is the one saved."""
+    """`checkpoints/last.ckpt` at the start of training, then every `every_t` of accelerated time
+    (the longest network's) but at most every `every_s` seconds (a checkpoint costs tens of
+    milliseconds, a unit of t of a small problem may cost less: a kill loses at most every_s of
+    work), and at the end of training (an interrupted run included), unless every network
+    diverged: the last checkpoint before then stays. The file is replaced atomically, so a kill
+    while writing leaves the previous one. Being a Checkpoint, Lightning runs it after the other
+    callbacks, so their state is the one saved."""
 
-    def __init__(self, every_t: float = 1.0, every_s: float = 30.0):
-        if not (every_t > 0 and every_s >= 0):
-            raise ValueError(f"every_t={every_t!r} must be a positive accelerated time, every_s={every_s!r} ≥ 0 seconds")
+    def __init__(self, *, every_t: float, every_s: float):
         self.every_t, self.every_s = every_t, every_s
         self._last_t = 0.0
         self._last_s = time.monotonic()
@@ -27,20 +27,20 @@ class Checkpoints(Checkpoint):
     def path(self, trainer) -> Path:
         return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last_s = time.monotonic()
+        self._save(trainer)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        t = pl_module.accelerated_time(trainer.global_step)
-        if (pl_module.status == "running" and t - self._last_t >= self.every_t
-                and time.monotonic() - self._last_s >= self.every_s):
+        t = max(replica.time(replica.steps_done) for replica in pl_module.replicas)
+        running = any(replica.status == "running" for replica in pl_module.replicas)
+        if running and t - self._last_t >= self.every_t and \
+                time.monotonic() - self._last_s >= self.every_s:
             self._last_t, self._last_s = t, time.monotonic()
             self._save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if pl_module.status != "diverged":
-            self._save(trainer)
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        """Lightning ends a SIGTERM'd fit with an exception, after the task stopped at a block boundary."""
-        if pl_module.status == "interrupted":
+        if not all(replica.status == "diverged" for replica in pl_module.replicas):
             self._save(trainer)
 
     def _save(self, trainer) -> None:
@@ -57,10 +57,20 @@ class Checkpoints(Checkpoint):
         self._last_t = state_dict["last_t"]
 
 
-class LossFile(pl.Callback):
-    """Every step's loss, appended to `losses.f64` in the run directory (raw float64: np.fromfile).
-    The file holds the steps from the start of this fit; a resumed run writes its own."""
+class LossFile(NetworkCallback):
+    """Every step's loss, appended to `losses.f64` in each network's directory (raw float64:
+    np.fromfile). The file holds the steps from the start of this fit; a resumed run writes its
+    own."""
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        with open(Path(trainer.default_root_dir) / "losses.f64", "ab") as f:
-            f.write(pl_module.step_losses.cpu().numpy().astype(np.float64).tobytes())
+    def start(self, replica, task):
+        return _LossFile(Path(replica.directory) / "losses.f64")
+
+
+class _LossFile:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def update(self, trajectory) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:
+            f.write(trajectory.losses.astype("<f8").tobytes())

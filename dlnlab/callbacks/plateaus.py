@@ -13,16 +13,13 @@ where the loss first crosses the geometric midpoint of the two plateau levels.
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dlnlab.callbacks.scalars import schedule
-from dlnlab.callbacks.state import plain
-from dlnlab.callbacks.tensorboard import writer
+from dlnlab.callbacks.base import NetworkCallback
 
-JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it (see SaddlePath.jump_levels)
+JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it
 
 
 @dataclass
@@ -59,20 +56,22 @@ class PlateauDetector:
         self._window: deque = deque(maxlen=bins)  # complete bins: (first step, min, max)
         self._partial: tuple | None = None  # the bin still filling: (bin id, first step, min, max)
         self._trace_steps, self._trace_losses = np.zeros(0, dtype=np.int64), np.zeros(0)
-        self._last: tuple[int, float] | None = None
+        self._last: float | None = None  # the trace's last log-loss bin
 
     def _tolerance(self, level: float) -> float:
         return self.rtol * level + self.atol * self.loss0
 
-    def update(self, first_step: int, losses: np.ndarray, steps_per_t: float, on_event=None) -> list[tuple[str, Plateau]]:
-        """Process the losses of steps first_step, first_step + 1, ...; return ("start" | "end", plateau) events.
-        on_event(kind, plateau), if given, is called at each event before the losses after it are looked at
-        (so a plateau ended and settled there gives the next one's jump its final level, whatever the block)."""
+    def update(self, first_step: int, losses: np.ndarray, steps_per_t: float, on_event=None,
+               log_losses: np.ndarray | None = None) -> list[tuple[str, Plateau]]:
+        """Process the losses of steps first_step, first_step + 1, …; return ("start" | "end",
+        plateau) events. on_event(kind, plateau), if given, is called at each event before the
+        losses after it are looked at (so a plateau ended and settled there gives the next one's
+        jump its final level, whatever the block). log_losses: log(losses), if already computed."""
         if not len(losses):
             return []
         if self.loss0 is None:
             self.loss0 = float(losses[0])
-        self._extend_trace(first_step, losses)
+        self._extend_trace(first_step, losses, log_losses)
         width = self._width(steps_per_t)
         starts = np.union1d(0, np.arange((-first_step) % width, len(losses), width))  # where bins begin
         steps = first_step + starts
@@ -143,11 +142,17 @@ class PlateauDetector:
         self.in_plateau = True
         return plateau
 
-    def _extend_trace(self, first_step: int, losses: np.ndarray) -> None:
-        steps = first_step + np.arange(len(losses))
-        keep = schedule(steps, losses, 1.0, np.inf, self.trace_resolution, self._last)
-        self._last = (int(steps[-1]), float(losses[-1]))
-        self._trace_steps = np.concatenate([self._trace_steps, steps[keep]])
+    def _extend_trace(self, first_step: int, losses: np.ndarray, log_losses=None) -> None:
+        """Keep the steps at which log L enters a new bin of width `trace_resolution`."""
+        if log_losses is None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_losses = np.log(losses)
+        with np.errstate(invalid="ignore"):
+            bins = np.floor(log_losses / self.trace_resolution)
+        previous = np.concatenate([[self._last if self._last is not None else np.nan], bins[:-1]])
+        keep = np.flatnonzero(bins != previous)
+        self._last = float(bins[-1])
+        self._trace_steps = np.concatenate([self._trace_steps, first_step + keep])
         self._trace_losses = np.concatenate([self._trace_losses, losses[keep]])
 
     @property
@@ -162,9 +167,12 @@ class PlateauDetector:
         return int(steps[below[0]]) if len(below) else None
 
     def state_dict(self) -> dict:
-        state = plain({"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau,
-                       "loss0": self.loss0, "window": list(self._window), "partial": self._partial, "last": self._last})
-        return {**state, "trace_steps": torch.from_numpy(self._trace_steps), "trace_losses": torch.from_numpy(self._trace_losses)}
+        """Plain Python and tensors, so checkpoints load with torch.load(weights_only=True)."""
+        return {"plateaus": [asdict(p) for p in self.plateaus], "in_plateau": self.in_plateau,
+                "loss0": self.loss0, "window": [tuple(map(float, b)) for b in self._window],
+                "partial": None if self._partial is None else tuple(map(float, self._partial)),
+                "last": self._last, "trace_steps": torch.from_numpy(self._trace_steps),
+                "trace_losses": torch.from_numpy(self._trace_losses)}
 
     def load_state_dict(self, state: dict) -> None:
         self.plateaus = [Plateau(**p) for p in state["plateaus"]]
@@ -172,80 +180,98 @@ class PlateauDetector:
         self._window = deque((tuple(b) for b in state["window"]), maxlen=self.bins)
         self._partial = None if state["partial"] is None else tuple(state["partial"])
         self._trace_steps, self._trace_losses = state["trace_steps"].numpy(), state["trace_losses"].numpy()
-        self._last = None if state["last"] is None else tuple(state["last"])
+        self._last = state["last"]
 
 
-Kept = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # recorded steps, their losses, β (rows; None: none yet)
-NONE: Kept = (np.zeros(0, dtype=np.int64), np.zeros(0), None)
 
+class PlateauLogger(NetworkCallback):
+    """Detects plateaus during training (a `PlateauDetector` per network); logs each start and end
+    as a text event (`events/plateaus`); keeps the loss, β and support (|β_i| >
+    `active_threshold`) of each, taken at the recorded step nearest the plateau's middle, and
+    reports them in summary.json.
 
-def join(a: Kept, b: Kept) -> Kept:
-    return b if a[2] is None else a if b[2] is None else tuple(np.concatenate([x, y]) for x, y in zip(a, b))
-
-
-def select(records: Kept, mask: np.ndarray) -> Kept:
-    return records if records[2] is None else tuple(x[mask] for x in records)
-
-
-class PlateauLogger(pl.Callback):
-    """Detects plateaus during training; logs each start and end as a TensorBoard text event, keeps
-    the loss, β and the active set (|β_i| > `active_threshold`) of each, taken at the recorded step
-    nearest the plateau's middle, and reports them in summary.json.
-
-    A plateau's records are those of its recorded steps whose index step // record_every is a multiple of
-    a stride, doubled whenever more than KEEP would be kept; the records of the last `detector.reach`
-    steps are kept too, for a plateau found a window after it began. So the findings do not depend on
-    where blocks of steps begin and end."""
+    A plateau's records are those of its recorded steps whose index step // record_every is a
+    multiple of a stride, doubled whenever more than KEEP would be kept; the records of the last
+    `detector.reach` steps are kept too, for a plateau found a window after it began. So the
+    findings do not depend on where blocks of steps begin and end."""
 
     KEEP = 64  # recorded β kept per plateau: memory KEEP·d at most
 
-    def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10,
-                 active_threshold: float = 1e-3):
-        self.detector = PlateauDetector(window_t=window_t, rtol=rtol, atol=atol)
+    def __init__(self, *, window_t: float, rtol: float, atol: float, active_threshold: float):
+        PlateauDetector(window_t=window_t, rtol=rtol, atol=atol)  # the settings' checks, now
+        self.settings = dict(window_t=window_t, rtol=rtol, atol=atol)
         self.active_threshold = active_threshold
-        self._kept, self._stride, self._recent = NONE, 1, NONE
+
+    def start(self, replica, task):
+        return _Plateaus(replica, PlateauDetector(**self.settings), self.active_threshold, self.KEEP)
+
+
+Kept = tuple[np.ndarray, np.ndarray, np.ndarray]  # recorded steps, their losses, β (a row each)
+
+
+def nothing_kept(d: int) -> Kept:
+    return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, d))
+
+
+def select(records: Kept, mask: np.ndarray) -> Kept:
+    return tuple(x[mask] for x in records)
+
+
+def join(a: Kept, b: Kept) -> Kept:
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
+
+
+class _Plateaus:
+    """One network's plateaus (see PlateauLogger)."""
+
+    def __init__(self, replica, detector: PlateauDetector, active_threshold: float, keep: int):
+        self.replica, self.detector = replica, detector
+        self.active_threshold, self.limit = active_threshold, keep
+        d = replica.history.d
+        self._kept, self._stride, self._recent = nothing_kept(d), 1, nothing_kept(d)
 
     @property
     def plateaus(self) -> list[Plateau]:
         return self.detector.plateaus
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        steps = np.asarray(pl_module.record_steps, dtype=np.int64)
-        block = (steps, pl_module.step_losses.cpu().numpy()[steps - pl_module.first_step], pl_module.record_betas.cpu().numpy())
-        every, texts = pl_module.record_every, []
+    def update(self, trajectory) -> None:
+        block = (trajectory.steps, trajectory.record_losses, trajectory.betas)
+        every, texts = self.replica.record_every, []
 
         def on_event(kind: str, plateau: Plateau) -> None:
             k = len(self.plateaus) - 1
             if kind == "start":
-                self._kept, self._stride = NONE, 1
+                self._kept, self._stride = nothing_kept(self.replica.history.d), 1
                 self._keep(self._recent, plateau, every)
-                texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step {plateau.start_step}), "
-                              f"L = {plateau.level:.4e}", plateau.start_step))
+                texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step "
+                              f"{plateau.start_step}), L = {plateau.level:.4e}", plateau.start_step))
             else:
                 self._keep(block, plateau, every)
                 self._settle(plateau)
-                texts.append((f"plateau {k} ends at t = {plateau.end_t:.4g} (step {plateau.end_step}), "
-                              f"support {{{', '.join(map(str, plateau.support))}}}", plateau.end_step))
+                texts.append((f"plateau {k} ends at t = {plateau.end_t:.4g} (step "
+                              f"{plateau.end_step}), support "
+                              f"{{{', '.join(map(str, plateau.support))}}}", plateau.end_step))
 
-        steps_per_t = pl_module.model.time_scale() / pl_module.lr
-        self.detector.update(pl_module.first_step, pl_module.step_losses.cpu().numpy(), steps_per_t, on_event)
-        tb = writer(trainer)
-        for text, step in texts if tb is not None else ():
-            tb.add_text("events/plateaus", text, step)
+        self.detector.update(trajectory.first_step, trajectory.losses, self.replica.steps_per_t,
+                             on_event, trajectory.log_losses)
+        if self.replica.tensorboard is not None:
+            for text, step in texts:
+                self.replica.tensorboard["run"].text("events/plateaus", text, step)
         if self.detector.in_plateau:
             self._keep(block, self.plateaus[-1], every)
         recent = join(self._recent, block)
-        self._recent = select(recent, recent[0] >= pl_module.steps_done - self.detector.reach(steps_per_t))
+        reach = self.detector.reach(self.replica.steps_per_t)
+        self._recent = select(recent, recent[0] >= trajectory.end_step - reach)
 
-    def on_train_end(self, trainer, pl_module) -> None:
+    def end(self, task) -> None:
         if self.detector.in_plateau:
-            self._settle(self.plateaus[-1], end=trainer.global_step)
+            self._settle(self.plateaus[-1], end=self.replica.steps_done)
 
     def _keep(self, records: Kept, plateau: Plateau, every: int) -> None:
         steps = records[0]
-        self._kept = join(self._kept, select(records, (steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
-                                             & (steps // every % self._stride == 0)))
-        while len(self._kept[0]) > self.KEEP:
+        inside = (steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
+        self._kept = join(self._kept, select(records, inside & (steps // every % self._stride == 0)))
+        while len(self._kept[0]) > self.limit:
             self._stride *= 2
             self._kept = select(self._kept, self._kept[0] // every % self._stride == 0)
 
@@ -264,15 +290,14 @@ class PlateauLogger(pl.Callback):
         return {"plateaus": [asdict(p) for p in self.plateaus]}
 
     def state_dict(self) -> dict:
-        """Plain Python, but the records as tensors: as lists of floats, 64 replicas' 64 records of
-        d = 1000 took seconds to pickle."""
-        def tensors(records: Kept) -> list:
-            return [None if x is None else torch.from_numpy(x) for x in records]
-        return {"detector": self.detector.state_dict(), "stride": self._stride, "kept": tensors(self._kept),
-                "recent": tensors(self._recent)}
+        """The records as tensors: as lists of floats, 64 replicas' 64 records of d = 1000 took
+        seconds to pickle."""
+        return {"detector": self.detector.state_dict(), "stride": self._stride,
+                "kept": [torch.from_numpy(x) for x in self._kept],
+                "recent": [torch.from_numpy(x) for x in self._recent]}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        def arrays(records: list) -> Kept:
-            return tuple(None if x is None else x.numpy() for x in records)
-        self.detector.load_state_dict(state_dict["detector"])
-        self._stride, self._kept, self._recent = state_dict["stride"], arrays(state_dict["kept"]), arrays(state_dict["recent"])
+    def load_state_dict(self, state: dict) -> None:
+        self.detector.load_state_dict(state["detector"])
+        self._stride = state["stride"]
+        self._kept = tuple(x.numpy() for x in state["kept"])
+        self._recent = tuple(x.numpy() for x in state["recent"])
