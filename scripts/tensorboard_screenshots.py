@@ -25,8 +25,11 @@ What the URL carries (TensorBoard 2.21):
   Custom Scalars reads the runs regex and smoothing only; HParams none of them.
 - The horizontal axis (Step/Relative/Wall) is in no URL nor stored setting: --x-axis clicks it
   (Time Series' settings pane, the Scalars and Custom Scalars sidebar), as --large clicks each
-  chart's full-size button, --log-y each chart's log-scale toggle and --expand-groups opens the
-  groups TensorBoard leaves collapsed (it opens the first two or three, alphabetically).
+  chart's full-size button and --log-y each chart's log-scale toggle (every chart's: a β or s_i
+  chart, negative, comes out empty; choose the charts with --tags). --expand-groups opens the
+  groups TensorBoard leaves collapsed (it opens the first two or three, alphabetically) and, in
+  Time Series, lifts the 12-cards-a-page limit (a setting in localStorage, set before loading).
+  Time Series and Scalars draw only what is in view: a tall --height shows more.
 """
 
 import argparse
@@ -50,6 +53,7 @@ POLYMER = ("scalars", "custom_scalars", "images", "text", "histograms", "distrib
 CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL = "chromium not found: install it with `apt-get install -y chromium` (or set CHROMIUM)"
 AXIS_IDS = {"step": "step", "relative": "relative", "wall": "wall_time"}
+SWITCHABLE = ("timeseries", "scalars", "custom_scalars")  # axis, size and scale switches
 
 # Shared by every script run in the page: elements through open shadow roots (the Polymer
 # dashboards live in them), visibility in the viewport, normalised text.
@@ -103,11 +107,14 @@ class TensorBoard:
     def __init__(self, logdir: Path, port: int, timeout: float = 300.0):
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()
+        # `python -m` puts its working directory first on sys.path: an empty one, so that no
+        # inspect.py (say) beside the caller shadows the standard library's.
+        self.cwd = tempfile.TemporaryDirectory(prefix="tb-shots-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir.resolve()),
              "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false",
              "--reload_task", "blocking", "--reload_interval", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd.name)
         try:
             self.runs = self._wait_for_runs(timeout)
         except BaseException:
@@ -141,12 +148,13 @@ class TensorBoard:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        self.cwd.cleanup()
 
 
 class Chromium:
     """Headless Chromium, one page, driven over the DevTools protocol on a pipe (fds 3 and 4)."""
 
-    def __init__(self, binary: str, width: int, height: int):
+    def __init__(self, binary: str, width: int, height: int, local_storage=()):
         self.profile = tempfile.TemporaryDirectory(prefix="tb-shots-")
         to_chrome, self._out = os.pipe()
         self._in, from_chrome = os.pipe()
@@ -176,6 +184,10 @@ class Chromium:
             self.send(f"{domain}.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
                   deviceScaleFactor=1, mobile=False)
+        for key, value in dict(local_storage).items():  # set before the page's scripts read it
+            item = ", ".join(map(json.dumps, (key, json.dumps(value))))
+            self.send("Page.addScriptToEvaluateOnNewDocument",
+                      source=f"localStorage.setItem({item})")
 
     def _receive(self, timeout: float | None) -> dict | None:
         """The next message, or None if none came within timeout seconds."""
@@ -221,10 +233,10 @@ class Chromium:
         while (left := deadline - time.monotonic()) > 0:
             self._receive(left)
 
-    def run(self, script: str):
+    def run(self, script: str, timeout: float = 30.0):
         """Evaluate JS_LIB + script in the page; its value."""
         expression = f"(() => {{{JS_LIB}\nreturn {script};}})()"
-        reply = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        reply = self.send("Runtime.evaluate", timeout, expression=expression, returnByValue=True)
         if "exceptionDetails" in reply:
             raise RuntimeError(f"in page: {reply['exceptionDetails']}")
         return reply["result"].get("value")
@@ -234,7 +246,10 @@ class Chromium:
         deadline, nodes, stable = time.monotonic() + timeout, None, 0
         while time.monotonic() < deadline:
             self.pump(0.25)
-            state = self.run(JS_BUSY)
+            try:  # the page answers once its main thread is free: a busy page answers late
+                state = self.run(JS_BUSY, max(1.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
             still = not self.pending and time.monotonic() - self.last_network > quiet
             stable = stable + 1 if still and not state["busy"] and state["nodes"] == nodes else 0
             nodes = state["nodes"]
@@ -252,7 +267,7 @@ class Chromium:
         return self.settle(deadline - time.monotonic())
 
     def screenshot(self, path: Path):
-        png = self.send("Page.captureScreenshot", format="png")["data"]
+        png = self.send("Page.captureScreenshot", 120, format="png")["data"]
         path.write_bytes(base64.b64decode(png))
 
     def close(self):
@@ -339,11 +354,17 @@ def shoot(logdir: Path, out: Path, dashboards, port: int | None = None, width: i
         raise FileNotFoundError(INSTALL)
     out.mkdir(parents=True, exist_ok=True)
     board = TensorBoard(logdir, port or free_port())
+    actions = [(name, action) for name, wanted, action in (
+        ("--expand-groups", expand, expand_groups),
+        ("--x-axis", x_axis != "step", lambda page, board: set_x_axis(page, board, x_axis)),
+        ("--large", large, enlarge), ("--log-y", log_y, log_scale)) if wanted]
     paths = []
     try:
         active = {name for name, plugin in board.get("/data/plugins_listing").items()
                   if plugin["enabled"]}
-        page = Chromium(chromium, width, height)
+        # Time Series shows 12 cards a group and a page; the page size is a stored setting.
+        settings = {"_tb_global_settings": {"paginationSize": 10_000}} if expand else {}
+        page = Chromium(chromium, width, height, settings)
         try:
             for dashboard in dashboards:
                 if dashboard not in active:
@@ -351,17 +372,11 @@ def shoot(logdir: Path, out: Path, dashboards, port: int | None = None, width: i
                           file=sys.stderr)
                 url = dashboard_url(board.url, dashboard, tags, runs, smoothing)
                 drawn = page.open(url, timeout)
-                for wanted, action in ((expand, expand_groups), (x_axis != "step", None),
-                                       (large, enlarge), (log_y, log_scale)):
-                    if not wanted:
-                        continue
-                    if action is None:
-                        done = set_x_axis(page, dashboard, x_axis)
-                    else:
-                        done = action(page, dashboard)
-                    if not done and dashboard in ("timeseries", "scalars", "custom_scalars"):
-                        name = action.__name__ if action else "x-axis"
-                        print(f"note: {dashboard}: nothing to click for {name}", file=sys.stderr)
+                for name, action in actions:
+                    switched = action(page, dashboard)  # (all groups open: nothing to expand)
+                    if not switched and dashboard in SWITCHABLE and name != "--expand-groups":
+                        print(f"note: {dashboard}: found nothing to switch for {name}",
+                              file=sys.stderr)
                     page.pump(0.3)
                     drawn = page.settle(timeout)
                 if not drawn:
