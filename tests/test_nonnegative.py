@@ -1,6 +1,7 @@
 """Non-negative networks β = w^L (docs/nonnegative.md) against facts: the worked example by hand,
 the first jump, the no-jump case, KKT conditions, an LP and a brute-force enumeration for the end
-point, the non-negative Lasso, the network's own ODE, and the exact flow at tiny α."""
+point, the non-negative Lasso, the network's own ODE, the exact flow at tiny α, and the model's GD
+step against autograd and its dual against the gradients it was trained with."""
 
 import itertools
 import math
@@ -8,12 +9,17 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy.integrate import solve_ivp
 from scipy.optimize import nnls
 
 from dlnlab.checks import ConfigError
 from dlnlab.data import synthetic, worked_example
+from dlnlab.models.base import DiagonalNetwork
+from dlnlab.models.positive import PositiveNetwork
 from dlnlab.theory import MirrorMap, flow, min_sum_nonnegative_minimizer, saddle_path
+from dlnlab.train import build
+from tests.conftest import compose_cfg
 
 
 def grad(X, y, beta):
@@ -316,3 +322,100 @@ def test_depth_3_converges_polynomially_to_the_same_limit():
             np.testing.assert_allclose(f.betas[-1], path.betas[-1], atol=1e-3)
         assert np.abs(errors[1]).max() <= 5
         np.testing.assert_allclose(errors[0], errors[1], rtol=0.05, atol=0.05)  # ∝ α
+
+
+# ---- the built-in model ---------------------------------------------------------------------
+
+def gd(model, X, y, lr, steps):
+    """Plain GD written out here; returns the sums of ∇L(β_k) and of its square over the steps."""
+    X, y = torch.as_tensor(X), torch.as_tensor(y)
+    total = torch.zeros(X.shape[1], dtype=X.dtype)
+    squares = torch.zeros_like(total)
+    with torch.no_grad():
+        for _ in range(steps):
+            g = X.T @ (X @ model.beta() - y) / len(y)
+            total += g
+            squares += g**2
+            model.descend(lr * g)
+    return total.numpy(), squares.numpy()
+
+
+def test_clocks_and_start():
+    assert PositiveNetwork(3, 1e-7).time_scale() == pytest.approx(math.log(1e7) / 2)
+    assert PositiveNetwork(3, 1e-2, depth=3).time_scale() == pytest.approx(1e2 / 3)
+    assert PositiveNetwork(3, 1e-2, depth=5).time_scale() == pytest.approx(1e6 / 15)
+    model = PositiveNetwork(3, 0.1, depth=3, shape=[1.0, 2.0, 0.5])
+    np.testing.assert_allclose(model.beta().detach().numpy(), [1e-3, 8e-3, 1.25e-4], rtol=1e-14)
+    np.testing.assert_allclose(model.dual().numpy(), 0, atol=1e-15)
+
+
+@pytest.mark.parametrize("depth, alpha, lr", [(2, 1e-30, 1e-2), (3, 0.05, 2e-3), (4, 0.1, 2e-3)])
+@pytest.mark.parametrize("shape", ["uniform", "random"])
+def test_dual_is_minus_the_integrated_gradient_and_maps_to_beta(depth, alpha, lr, shape):
+    """GD past the worked example's first jump (t₁ = 2): the dual read from w equals −(lr/T_α)Σ∇L
+    up to GD's O(lr²) a step (bound: L²·lr²Σ∇L²/T_α, docs/nonnegative.md §2), and the mirror map
+    takes it back to β."""
+    X, y = worked_example()
+    model = PositiveNetwork(4, alpha, depth=depth, shape=shape, shape_seed=3)
+    steps = math.ceil(5.0 * model.time_scale() / lr)
+    total, squares = gd(model, X, y, lr, steps)
+    beta = model.beta().detach().numpy()
+    assert beta.max() > 0.5 and beta.min() >= 0  # past a jump, and non-negative
+    s = model.dual().numpy()
+    bound = depth**2 * lr**2 * squares / model.time_scale()
+    assert np.all(np.abs(s + total * lr / model.time_scale()) <= bound + 1e-12)
+    np.testing.assert_allclose(model.mirror_map().beta(s), beta, rtol=1e-10, atol=1e-300)
+    assert model.mirror_map().nonnegative
+
+
+def test_gd_tracks_the_exact_flow():
+    """GD at lr and lr/2 against flow(nonnegative=True) at the same α: an O(lr) gap that halves."""
+    X, y = worked_example()
+    gaps = []
+    for lr in (4e-3, 2e-3):
+        model = PositiveNetwork(4, 1e-3, shape="random")
+        steps = round(3.0 * model.time_scale() / lr)
+        gd(model, X, y, lr, steps)
+        m = model.mirror_map()
+        f = flow(X, y, m.log_alpha, [steps * lr / model.time_scale()], depth=2, shape=m.shape,
+                 nonnegative=True)
+        gaps.append(np.abs(model.beta().detach().numpy() - f.betas[0]).max())
+    assert gaps[0] < 0.02
+    assert gaps[0] / gaps[1] == pytest.approx(2, rel=0.1)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 5])
+def test_closed_form_step_equals_autograd(depth):
+    """descend() against the base class's autograd step (`DiagonalNetwork._descend`, called
+    directly: `DiagonalNetwork.descend(model, h)` would dispatch to the model's own _descend)."""
+    torch.manual_seed(0)
+    h = 0.1 * torch.randn(5, dtype=torch.float64)
+    closed = PositiveNetwork(5, 0.3, depth=depth, shape="random")
+    auto = PositiveNetwork(5, 0.3, depth=depth, shape="random")
+    for _ in range(3):
+        closed.descend(h)
+        with torch.no_grad():
+            DiagonalNetwork._descend(auto, h)
+    torch.testing.assert_close(closed.w, auto.w, rtol=1e-14, atol=1e-16)
+    assert not torch.equal(closed.w, torch.as_tensor(0.3 * closed.shape))  # it moved
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alpha=0.0), "alpha=0.0 must be a number in (0, 1)"),
+    (dict(alpha=1e-3, depth=1), "depth=1 must be an integer ≥ 2"),
+    (dict(alpha=1e-3, shape=[1.0, -1.0, 1.0]), "must be 3 finite positive numbers"),
+    (dict(alpha=1e-3, dtype="float16"), "dtype='float16' is unknown"),
+    (dict(alpha=1e-30, dtype="float32"), "too small for float32"),
+    (dict(alpha=1e-200, depth=4), "infinite clock"),
+])
+def test_bad_model_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PositiveNetwork(3, **kwargs)
+
+
+def test_config_builds_the_model():
+    cfg = compose_cfg("model=positive", "model.depth=3", "model.alpha=0.01")
+    model = build(cfg.model, "model", d=7)
+    assert isinstance(model, PositiveNetwork) and model.depth == 3 and model.w.shape == (7,)
+    with pytest.raises(ConfigError, match="model.depth=1"):
+        build(compose_cfg("model=positive", "model.depth=1").model, "model", d=7)
