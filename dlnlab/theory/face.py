@@ -21,10 +21,10 @@ from scipy.linalg import qr_delete, qr_insert
 from scipy.linalg.lapack import dtrtrs
 
 # A least-squares solution is accurate to about eps·κ(X_P) relative to ‖y‖ (κ ≤ 6e3 on the faces
-# of the random designs in tests/test_theory.py, so round-off ≤ 1.3e-12), while a genuine value
-# that small is ≥ 1e4 times below the smallest share seen on those 1,000 saddles (2.7e-6). Setting
-# such a coordinate to 0 changes L by ‖x_i β_i‖²/(2n) ≤ ZERO_SHARE²·L(0) (the residual is
-# orthogonal to x_i at the face's minimiser): 1e-20 relative, invisible.
+# of the random designs in tests/test_theory.py, so round-off ≤ 1.3e-12), while the smallest
+# genuine share on those 3,482 saddles is 2.7e-6, 2.7e4 times ZERO_SHARE. Setting such a coordinate
+# to 0 changes L by ‖x_i β_i‖²/(2n) ≤ ZERO_SHARE²·L(0) (the residual is orthogonal to x_i at the
+# face's minimiser): 1e-20 relative, invisible.
 ZERO_SHARE = 1e-10
 
 
