@@ -3,12 +3,23 @@
     path = saddle_path(X, y)                      # Algorithm 1: the α → 0 limit
     f = flow(X, y, log_alpha=-300 * np.log(10), times=[1, 2, 3], levels=path.jump_levels())
     min_l1_minimizer(X, y)                        # where the limit ends
+
+Non-negative networks β = w^L (docs/nonnegative.md):
+
+    path = saddle_path(X, y, kind="nonnegative")  # the one-sided limit
+    f = flow(X, y, log_alpha, times, depth=2, nonnegative=True)
+    min_sum_nonnegative_minimizer(X, y)           # where it ends
 """
 
 from dlnlab.theory.face import GeneralPositionWarning
 from dlnlab.theory.flow import Flow, MirrorMap, flow
-from dlnlab.theory.references import lasso_objective, min_l1_minimizer, ols
+from dlnlab.theory.references import (
+    lasso_objective,
+    min_l1_minimizer,
+    min_sum_nonnegative_minimizer,
+    ols,
+)
 from dlnlab.theory.saddles import SaddlePath, saddle_path
 
 __all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "flow", "lasso_objective",
-           "min_l1_minimizer", "ols", "saddle_path"]
+           "min_l1_minimizer", "min_sum_nonnegative_minimizer", "ols", "saddle_path"]

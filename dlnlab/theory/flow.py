@@ -21,15 +21,21 @@ class MirrorMap:
     depth None: u ⊙ v with u0 = √2·α·a:     β = a²·α² sinh(2 log(1/α) s)
     depth 2:    w₊² − w₋² with w±(0) = α·a:  β = 2a²·α² sinh(2 log(1/α) s)
     depth L ≥ 3: w₊^L − w₋^L:                β = α^L [(a^(2−L) − s)^(−p) − (a^(2−L) + s)^(−p)], p = L/(L−2)
+    nonnegative=True, β = w^L with w(0) = α·a, depth 2 or L ≥ 3 (docs/nonnegative.md §2):
+      depth 2: β = a²·α^(2(1−s));  depth L ≥ 3: β = α^L (a^(2−L) − s)^(−p)
     """
 
     log_alpha: float
     depth: int | None = None
     shape: np.ndarray | float = 1.0
+    nonnegative: bool = False
 
     def __post_init__(self):
         if not (np.isfinite(self.log_alpha) and self.log_alpha < 0):
             raise ConfigError(f"log_alpha={self.log_alpha!r} must be a finite negative number (α < 1)")
+        if self.nonnegative and self.depth is None:
+            raise ConfigError("nonnegative=True is the network β = w^L: give its depth (≥ 2); "
+                              "u ⊙ v (depth None) is signed")
         if self.depth is not None and self.depth < 2:
             raise ConfigError(f"depth={self.depth!r} must be ≥ 2 (or None for u ⊙ v)")
         if self.depth is not None and self.depth >= 3 and (self.depth - 2) * self.log_alpha < np.log(1e-12):
@@ -41,6 +47,8 @@ class MirrorMap:
         return (2.0 if self.depth == 2 else 1.0) * np.asarray(self.shape, dtype=float) ** 2
 
     def beta(self, s: np.ndarray) -> np.ndarray:
+        if self.nonnegative:
+            return self._one_sided(s, derivative=False)
         if self.depth is None or self.depth == 2:
             a, m = -2 * self.log_alpha, np.abs(s)  # α² sinh(a s) = ½ sign(s) (e^{a(|s|−1)} − e^{−a(|s|+1)}), overflow-safe
             return self._sinh_scale * 0.5 * np.sign(s) * (np.exp(a * (m - 1)) - np.exp(-a * (m + 1)))
@@ -48,6 +56,8 @@ class MirrorMap:
         return np.exp(self.depth * self.log_alpha) * ((c - s) ** -p - (c + s) ** -p)
 
     def dbeta_ds(self, s: np.ndarray) -> np.ndarray:
+        if self.nonnegative:
+            return self._one_sided(s, derivative=True)
         if self.depth is None or self.depth == 2:
             a, m = -2 * self.log_alpha, np.abs(s)
             return self._sinh_scale * 0.5 * a * (np.exp(a * (m - 1)) + np.exp(-a * (m + 1)))
@@ -56,6 +66,20 @@ class MirrorMap:
 
     def _c(self) -> np.ndarray:
         return np.asarray(self.shape, dtype=float) ** (2 - self.depth)
+
+    def _one_sided(self, s: np.ndarray, derivative: bool) -> np.ndarray:
+        """β(s), or dβ/ds, for β = w^L, w(0) = α·a (docs/nonnegative.md §2), overflow-safe:
+        depth 2:     β = a²·exp(−2 log(1/α)·(1 − s)),  dβ/ds = 2 log(1/α)·β  (α² never formed);
+        depth L ≥ 3: β = α^L (c − s)^(−p),  dβ/ds = p·β / (c − s),  c = a^(2−L), p = L/(L−2),
+        +∞ once s ≥ c, where w has blown up (a solver's trial step there is rejected)."""
+        if self.depth == 2:
+            rate = -2 * self.log_alpha
+            beta = np.asarray(self.shape, dtype=float) ** 2 * np.exp(rate * (s - 1))
+            return rate * beta if derivative else beta
+        gap, p = self._c() - s, self.depth / (self.depth - 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(gap > 0, np.exp(self.depth * self.log_alpha) * gap ** -p, np.inf)
+            return np.where(gap > 0, p * beta / gap, np.inf) if derivative else beta
 
 
 @dataclass
@@ -79,19 +103,21 @@ class Flow:
 
 
 def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, levels=(),
-         rtol: float = 1e-10, atol: float = 1e-12, dense: bool = False) -> Flow:
+         rtol: float = 1e-10, atol: float = 1e-12, dense: bool = False,
+         nonnegative: bool = False) -> Flow:
     """Integrate the finite-α gradient flow from s = 0 and report it at accelerated `times`.
 
     `levels`: loss levels whose first crossing times are located (e.g. `SaddlePath.jump_levels()`,
     which gives the flow's own jump times). The loss decreases along the flow, so each is crossed once.
     `dense=True` keeps the solver's interpolant: `Flow.at(t)` then evaluates anywhere on the horizon.
+    `nonnegative=True`: the network β = w^L of that depth (MirrorMap, docs/nonnegative.md §2).
     """
     X, y = check_xy(X, y, source="flow")
     n, d = X.shape
     times = np.atleast_1d(np.asarray(times, dtype=float))
     if np.any(times < 0) or np.any(np.diff(times) < 0):
         raise ConfigError("times must be non-negative and increasing")
-    mirror = MirrorMap(log_alpha, depth, shape)
+    mirror = MirrorMap(log_alpha, depth, shape, nonnegative)
     gram, xty = X.T @ X / n, X.T @ y / n
     yy = y @ y / (2 * n)
 

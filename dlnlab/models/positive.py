@@ -1,0 +1,78 @@
+"""The non-negative network β = w^L of any depth L ≥ 2 (docs/nonnegative.md §1–2)."""
+
+import math
+
+import torch
+from torch import nn
+
+from dlnlab.checks import ConfigError
+from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
+from dlnlab.theory.flow import MirrorMap
+
+
+class PositiveNetwork(DiagonalNetwork):
+    """β = w^L with w(0) = α·a: every coordinate stays ≥ 0 (w is multiplied by a positive factor
+    at every small step). A product of L positive factors with a common initialisation is the
+    same network on a clock L times slower (docs/nonnegative.md §1).
+
+    Gradient flow gives, with θ = −∫∇L dτ (docs/nonnegative.md §2):
+      L = 2:  w = α·a·exp(2θ), T_α = log(1/α) / 2, β = a²·α^(2(1−s)),
+              s = log(w/(α·a)) / log(1/α);
+      L ≥ 3:  w^(2−L) = (α·a)^(2−L) − L(L−2)·θ, T_α = α^−(L−2) / (L(L−2)),
+              β = α^L (a^(2−L) − s)^(−L/(L−2)), s = a^(2−L) − (w/α)^(2−L).
+    Both duals equal θ / T_α exactly, whatever the shape a. Its α → 0 limit is
+    `saddle_path(X, y, kind="nonnegative")` (thresholds s_i = 1: at depth L ≥ 3 this needs the
+    uniform shape, since coordinate i saturates at a_i^(2−L)).
+
+    In float64 w = a·α^(1−s) underflows once the dual of a coordinate that keeps a negative
+    correlation falls below about 1 − 308/log10(1/α) (−1 at α = 1e-154): w then reads 0, stays
+    0, and its dual is −∞.
+    """
+
+    def __init__(self, d: int, alpha: float, depth: int = 2, shape="uniform", shape_seed: int = 0,
+                 dtype: str = "float64"):
+        super().__init__()
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+            raise ConfigError(f"depth={depth!r} must be an integer ≥ 2 (2 is the shallow network, "
+                              "e.g. depth=3)")
+        self.alpha = check_alpha(alpha)
+        self.depth = depth
+        a = torch.as_tensor(init_shape(shape, d, shape_seed),
+                            dtype=check_dtype(dtype, self.alpha if depth == 2 else None))
+        self.w = nn.Parameter(self.alpha * a)
+        self.register_buffer("shape", a)
+        if not math.isfinite(self.time_scale()):
+            raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
+                              "alpha^-(L-2): use a larger alpha (depth ≥ 3 converges "
+                              "polynomially in alpha, so alpha=1e-3 is already small)")
+
+    def beta(self) -> torch.Tensor:
+        return self.w**self.depth
+
+    def time_scale(self) -> float:
+        L = self.depth
+        if L == 2:
+            return math.log(1 / self.alpha) / 2
+        try:
+            return self.alpha ** (-(L - 2)) / (L * (L - 2))
+        except OverflowError:
+            return math.inf
+
+    def dual(self) -> torch.Tensor:
+        w, L = self.w.detach(), self.depth
+        if L == 2:  # log w − log(α a), in logs: α a alone may be tiny, w/α would not be
+            return (torch.log(w) - torch.log(self.shape) - math.log(self.alpha)) / \
+                math.log(1 / self.alpha)
+        return self.shape ** (2 - L) - (w / self.alpha) ** (2 - L)
+
+    def mirror_map(self) -> MirrorMap:
+        return MirrorMap(math.log(self.alpha), depth=self.depth, shape=self.shape.cpu().numpy(),
+                         nonnegative=True)
+
+    def _descend(self, h: torch.Tensor) -> None:
+        """w ← w − L h ⊙ w^(L−1), in place."""
+        L = self.depth
+        if L == 2:  # w ← w − 2 h ⊙ w
+            self.w.addcmul_(h, self.w, value=-2)
+        else:
+            self.w.addcmul_(h, self.w ** (L - 1), value=-L)
