@@ -7,6 +7,8 @@ import pytest
 
 from dlnlab.checks import ConfigError, scale_bounds
 from dlnlab.data import check_xy, load, synthetic, worked_example
+from dlnlab.train import build
+from tests.conftest import compose_cfg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,6 +157,31 @@ def test_entries_just_outside_the_scale_bounds_are_refused(name, index):
     data[name] *= 0.998
     assert f"the largest |{name}| is {0.998 * 1.001 * lo:.3g}" in refused(check_xy, data["X"],
                                                                             data["y"])
+
+
+def test_synthetic_refuses_overflowing_noise_and_negative_seeds():
+    hi = scale_bounds(20, 40)[1]
+    assert refused(synthetic, noise=1e300) == (
+        f"noise=1e+300 is too large: y would pass {hi:.3g}, the largest entry for which XᵀX/n and "
+        f"‖y‖²/2n stay finite in float64 at n=20, d=40: use noise ≤ {hi / 10:.3g} (noise=1 is "
+        "already the signal's size)")
+    synthetic(noise=hi / 10)  # the bound itself is fine
+    assert refused(synthetic, seed=-1) == "seed=-1 must be an integer ≥ 0 (e.g. seed=0)"
+    assert refused(synthetic, k=0, noise=0.0) == (
+        "k=0 with noise=0.0 makes y = 0, nothing to learn: use k ≥ 1 (the non-zeros of the ground "
+        "truth) or noise > 0 (e.g. noise=1.0)")
+    assert refused(synthetic, k=0, noise=1e-300).endswith(": use noise ≥ 1e-134 or k ≥ 1")
+    for bad in [dict(k=2.5), dict(k=True), dict(seed=1.5), dict(noise="x"), dict(rho="x")]:
+        key, value = next(iter(bad.items()))
+        message = refused(synthetic, **bad)
+        assert message.startswith(f"{key}={value!r}") and " must be " in message
+
+
+def test_the_config_keys_are_named():
+    cfg = compose_cfg("data.noise=1e300", "data.seed=-1")
+    assert refused(build, cfg.data, "data").startswith("data.noise=1e+300 is too large")
+    cfg = compose_cfg("data.seed=-1")
+    assert refused(build, cfg.data, "data") == "data.seed=-1 must be an integer ≥ 0 (e.g. seed=0)"
 
 
 @pytest.mark.parametrize("X, y, message", [
