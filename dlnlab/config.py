@@ -105,6 +105,11 @@ class SymmetricModelConfig(UVModelConfig):
 
 
 @dataclass
+class PositiveModelConfig(SymmetricModelConfig):
+    _target_: str = "dlnlab.models.PositiveNetwork"
+
+
+@dataclass
 class LossLoggerConfig:
     """`loss` (and `vs_t/loss`) at the run's logged steps (run.log_every_t, run.log_loss_rtol)."""
 
@@ -216,5 +221,6 @@ def register() -> None:
     cs.store(name="data_fixture_schema", node=FixtureDataConfig)
     cs.store(name="model_uv_schema", node=UVModelConfig)
     cs.store(name="model_symmetric_schema", node=SymmetricModelConfig)
+    cs.store(name="model_positive_schema", node=PositiveModelConfig)
     for name, schema in CALLBACKS.items():
         cs.store(name=f"callback_{name}_schema", node=schema)

@@ -26,6 +26,7 @@ MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misco
 CLOCKS = {  # the built-in models' clocks, from their configuration
     "dlnlab.models.UVNetwork": lambda m: uv_clock(m.alpha),
     "dlnlab.models.SymmetricNetwork": lambda m: symmetric_clock(m.alpha, m.depth),
+    "dlnlab.models.PositiveNetwork": lambda m: symmetric_clock(m.alpha, m.depth),
 }
 
 

@@ -45,8 +45,7 @@ class Reference:
             return None
         cache = self.task.saddle_paths
         if self.model.limit not in cache:
-            kind = {} if self.model.limit == "signed" else {"kind": self.model.limit}
-            cache[self.model.limit] = saddle_path(*self._data(), **kind)
+            cache[self.model.limit] = saddle_path(*self._data(), kind=self.model.limit)
         return cache[self.model.limit]
 
     @property
@@ -79,8 +78,8 @@ class Reference:
         elif math.isfinite(self.horizon):
             try:
                 return flow(X, y, mirror.log_alpha, [self.horizon], depth=mirror.depth,
-                            shape=mirror.shape, levels=self.jump_levels(), dense=True,
-                            rtol=1e-8, atol=1e-10)
+                            shape=mirror.shape, nonnegative=mirror.nonnegative,
+                            levels=self.jump_levels(), dense=True, rtol=1e-8, atol=1e-10)
             except (ConfigError, RuntimeError) as e:
                 self._note(f"no exact-flow overlay: {e}")
         return None

@@ -16,7 +16,7 @@ from scipy.optimize import nnls
 from dlnlab.checks import ConfigError
 from dlnlab.data import synthetic, worked_example
 from dlnlab.models.base import DiagonalNetwork
-from dlnlab.models.positive import PositiveNetwork
+from dlnlab.models import PositiveNetwork
 from dlnlab.theory import MirrorMap, flow, min_sum_nonnegative_minimizer, saddle_path
 from dlnlab.train import build
 from tests.conftest import compose_cfg
@@ -386,16 +386,15 @@ def test_gd_tracks_the_exact_flow():
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_closed_form_step_equals_autograd(depth):
-    """descend() against the base class's autograd step (`DiagonalNetwork._descend`, called
-    directly: `DiagonalNetwork.descend(model, h)` would dispatch to the model's own _descend)."""
+    """descend() against the base class's autograd step (`DiagonalNetwork.descend`, called directly)."""
     torch.manual_seed(0)
     h = 0.1 * torch.randn(5, dtype=torch.float64)
     closed = PositiveNetwork(5, 0.3, depth=depth, shape="random")
     auto = PositiveNetwork(5, 0.3, depth=depth, shape="random")
     for _ in range(3):
-        closed.descend(h)
         with torch.no_grad():
-            DiagonalNetwork._descend(auto, h)
+            closed.descend(h)
+            DiagonalNetwork.descend(auto, h)
     torch.testing.assert_close(closed.w, auto.w, rtol=1e-14, atol=1e-16)
     assert not torch.equal(closed.w, torch.as_tensor(0.3 * closed.shape))  # it moved
 

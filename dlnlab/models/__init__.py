@@ -3,8 +3,9 @@ a model author needs, and the built-in networks."""
 
 from dlnlab.models.base import (DiagonalNetwork, check_alpha, check_depth, check_dtype, init_shape,
                                 torch_dtype)
+from dlnlab.models.positive import PositiveNetwork
 from dlnlab.models.symmetric import SymmetricNetwork
 from dlnlab.models.uv import UVNetwork
 
-__all__ = ["DiagonalNetwork", "SymmetricNetwork", "UVNetwork", "check_alpha", "check_depth",
+__all__ = ["DiagonalNetwork", "PositiveNetwork", "SymmetricNetwork", "UVNetwork", "check_alpha", "check_depth",
            "check_dtype", "init_shape", "torch_dtype"]

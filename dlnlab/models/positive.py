@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from dlnlab.checks import ConfigError
-from dlnlab.models.base import DiagonalNetwork, check_alpha, check_dtype, init_shape
+from dlnlab.clocks import symmetric_clock
+from dlnlab.models.base import DiagonalNetwork, check_alpha, check_depth, init_shape, torch_dtype
 from dlnlab.theory.flow import MirrorMap
 
 
@@ -32,31 +33,26 @@ class PositiveNetwork(DiagonalNetwork):
     def __init__(self, d: int, alpha: float, depth: int = 2, shape="uniform", shape_seed: int = 0,
                  dtype: str = "float64"):
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
-            raise ConfigError(f"depth={depth!r} must be an integer ≥ 2 (2 is the shallow network, "
-                              "e.g. depth=3)")
+        self.depth = check_depth(depth)
         self.alpha = check_alpha(alpha)
-        self.depth = depth
-        a = torch.as_tensor(init_shape(shape, d, shape_seed),
-                            dtype=check_dtype(dtype, self.alpha if depth == 2 else None))
-        self.w = nn.Parameter(self.alpha * a)
-        self.register_buffer("shape", a)
         if not math.isfinite(self.time_scale()):
             raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
-                              "alpha^-(L-2): use a larger alpha (depth ≥ 3 converges "
-                              "polynomially in alpha, so alpha=1e-3 is already small)")
+                              "α^−(L−2): use a larger alpha (depth ≥ 3 converges polynomially "
+                              "in α, so alpha=1e-3 is already small)")
+        a = torch.as_tensor(init_shape(shape, d, shape_seed),
+                            dtype=torch_dtype(dtype, self.alpha if depth == 2 else None))
+        self.w = nn.Parameter(self.alpha * a)
+        self.register_buffer("shape", a)
+        if depth >= 3 and not bool((a == a[0]).all()):
+            self.limit = None  # coordinate i saturates at a_i^(2−L): not Algorithm 1's thresholds
+
+    limit = "nonnegative"
 
     def beta(self) -> torch.Tensor:
         return self.w**self.depth
 
     def time_scale(self) -> float:
-        L = self.depth
-        if L == 2:
-            return math.log(1 / self.alpha) / 2
-        try:
-            return self.alpha ** (-(L - 2)) / (L * (L - 2))
-        except OverflowError:
-            return math.inf
+        return symmetric_clock(self.alpha, self.depth)  # the clock of w₊^L − w₋^L
 
     def dual(self) -> torch.Tensor:
         w, L = self.w.detach(), self.depth
@@ -66,10 +62,10 @@ class PositiveNetwork(DiagonalNetwork):
         return self.shape ** (2 - L) - (w / self.alpha) ** (2 - L)
 
     def mirror_map(self) -> MirrorMap:
-        return MirrorMap(math.log(self.alpha), depth=self.depth, shape=self.shape.cpu().numpy(),
-                         nonnegative=True)
+        return MirrorMap(math.log(self.alpha), depth=self.depth,
+                         shape=self.shape.cpu().double().numpy(), nonnegative=True)
 
-    def _descend(self, h: torch.Tensor) -> None:
+    def descend(self, h: torch.Tensor) -> None:
         """w ← w − L h ⊙ w^(L−1), in place."""
         L = self.depth
         if L == 2:  # w ← w − 2 h ⊙ w

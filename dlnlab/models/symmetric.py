@@ -18,7 +18,9 @@ class SymmetricNetwork(DiagonalNetwork):
       L = 2:  w± = α·a·exp(±2θ), T_α = log(1/α) / 2, s = (log w₊ − log w₋) / (2 log(1/α));
       L ≥ 3:  w±^(2−L) = (α·a)^(2−L) ∓ L(L−2)·θ, T_α = α^−(L−2) / (L(L−2)),
               s = ((w₋/α)^(2−L) − (w₊/α)^(2−L)) / 2.
-    Both duals equal θ / T_α exactly, whatever the shape a.
+    Both duals equal θ / T_α exactly, whatever the shape a. The α → 0 limit is Algorithm 1's
+    signed saddle path, but at depth L ≥ 3 only for a uniform shape: coordinate i saturates at
+    |s_i| = a_i^(2−L) (docs/theory.md §2.5), so a non-uniform shape there declares no limit.
     """
 
     limit = "signed"
@@ -37,6 +39,8 @@ class SymmetricNetwork(DiagonalNetwork):
         self.w_plus = nn.Parameter(self.alpha * a)
         self.w_minus = nn.Parameter(self.alpha * a)
         self.register_buffer("shape", a)
+        if depth >= 3 and not bool((a == a[0]).all()):
+            self.limit = None  # coordinate i saturates at a_i^(2−L): not Algorithm 1's thresholds
 
     def beta(self) -> torch.Tensor:
         return self.w_plus**self.depth - self.w_minus**self.depth
