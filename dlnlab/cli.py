@@ -38,3 +38,7 @@ def train_main(cfg: DictConfig) -> None:
 def train() -> None:
     config.register()
     train_main()
+
+
+if __name__ == "__main__":
+    train()

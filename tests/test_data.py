@@ -370,7 +370,7 @@ def test_the_config_keys_are_named():
 def test_the_cli_prints_one_line_and_exits_2(tmp_path):
     path = write(tmp_path / "semi.csv", "1;2;3\n4;5;6\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "dlnlab.train", "data=file", f"data.path={path}",
+    proc = subprocess.run([sys.executable, "-m", "dlnlab.cli", "data=file", f"data.path={path}",
                            f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env=env)
     assert proc.returncode == 2

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 from PIL import Image
-from torch.utils.tensorboard import SummaryWriter
 
-from dlnlab.callbacks.tensorboard import add_scalars
+from dlnlab.events import EventFile
 from scripts import tensorboard_screenshots as shots
 
 RUN_COLOUR = (255, 112, 67)  # the Scalars dashboard's line for the first run (#ff7043)
@@ -35,11 +34,11 @@ def test_without_chromium_it_says_how_to_install_it_and_makes_nothing(tmp_path, 
                     reason="chromium is not installed (apt-get install -y chromium)")
 def test_scalars_dashboard_is_drawn(tmp_path):
     """A run written as dlnlab writes it, in an 800 × 600 screenshot: its loss curve is drawn."""
-    writer = SummaryWriter(str(tmp_path / "run" / "tb"))
+    events = EventFile(tmp_path / "run" / "tb" / "run")
     steps = np.arange(0, 2000, 10)
     loss = np.where(steps < 800, 0.7, np.where(steps < 1400, 0.2, 0.05))  # two jumps
-    add_scalars(writer, steps, ("train/loss", "train/beta/0"), np.column_stack([loss, 1 - loss]))
-    writer.close()
+    events.scalars(steps, ("loss", "beta/0"), np.column_stack([loss, 1 - loss]))
+    events.close()
 
     (png,) = shots.shoot(tmp_path / "run", tmp_path / "png", ["scalars"], width=800, height=600,
                          timeout=20)
