@@ -5,10 +5,11 @@
     min_l1_minimizer(X, y)                        # where the limit ends
 """
 
+from dlnlab.theory.endpoint import effective_alpha, hyperbolic_minimizer
 from dlnlab.theory.face import GeneralPositionWarning
 from dlnlab.theory.flow import Flow, MirrorMap, flow
 from dlnlab.theory.references import lasso_objective, min_l1_minimizer, ols
 from dlnlab.theory.saddles import SaddlePath, saddle_path
 
-__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "flow", "lasso_objective",
-           "min_l1_minimizer", "ols", "saddle_path"]
+__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "effective_alpha", "flow",
+           "hyperbolic_minimizer", "lasso_objective", "min_l1_minimizer", "ols", "saddle_path"]
