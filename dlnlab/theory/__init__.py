@@ -9,8 +9,13 @@ Non-negative networks β = w^L (docs/nonnegative.md):
     path = saddle_path(X, y, kind="nonnegative")  # the one-sided limit
     f = flow(X, y, log_alpha, times, depth=2, nonnegative=True)
     min_sum_nonnegative_minimizer(X, y)           # where it ends
+
+Large steps and SGD (docs/large-steps.md):
+
+    hyperbolic_minimizer(X, y, effective_alpha(p, q))  # where a run with those (p, q) ends
 """
 
+from dlnlab.theory.endpoint import effective_alpha, hyperbolic_minimizer
 from dlnlab.theory.face import GeneralPositionWarning
 from dlnlab.theory.flow import Flow, MirrorMap, flow
 from dlnlab.theory.references import (
@@ -21,5 +26,6 @@ from dlnlab.theory.references import (
 )
 from dlnlab.theory.saddles import SaddlePath, saddle_path
 
-__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "flow", "lasso_objective",
-           "min_l1_minimizer", "min_sum_nonnegative_minimizer", "ols", "saddle_path"]
+__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "effective_alpha", "flow",
+           "hyperbolic_minimizer", "lasso_objective", "min_l1_minimizer",
+           "min_sum_nonnegative_minimizer", "ols", "saddle_path"]
