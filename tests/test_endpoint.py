@@ -174,7 +174,8 @@ def test_effective_alpha_along_dlnlab_runs(make, factor):
     for k in range(1, 2001):
         g = X.T @ (X @ model.beta().detach().numpy() - y) / len(y)
         log_product += np.log1p(-factor * gamma**2 * g**2)
-        model.descend(torch.as_tensor(gamma * g))
+        with torch.no_grad():  # as the engines call it
+            model.descend(torch.as_tensor(gamma * g))
         if k % 500 == 0:
             np.testing.assert_allclose(read(), start * np.exp(log_product / 2), rtol=1e-12)
     assert (read() / start).min() < 0.8  # the steps did shrink α_eff
@@ -182,7 +183,8 @@ def test_effective_alpha_along_dlnlab_runs(make, factor):
 
 def test_a_sign_flip_has_no_effective_alpha():
     model = UVNetwork(3, 0.1)
-    model.descend(torch.tensor([1.5, 0.2, -0.3], dtype=torch.float64))  # |γ g_0| ≥ 1: p_0 < 0
+    with torch.no_grad():
+        model.descend(torch.tensor([1.5, 0.2, -0.3], dtype=torch.float64))  # |γ g_0| ≥ 1: p_0 < 0
     with pytest.raises(ConfigError, match="flipped a sign"):
         effective_alpha(model.p.detach().numpy(), model.q.detach().numpy())
 
