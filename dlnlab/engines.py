@@ -66,8 +66,9 @@ class Steps:
     """A block of steps as an engine returns it."""
 
     losses: torch.Tensor  # (E, k): row e's L(β) at steps first .. first + ends[e] − 1, before each
-    recorded: list[dict[str, torch.Tensor]]  # row e's parameters at its recorded steps, by name
     record_steps: list[np.ndarray]  # row e's recorded global steps
+    betas: list[torch.Tensor]  # row e's β at them (a row each)
+    recorded: list[dict[str, torch.Tensor]]  # row e's parameters at them, by name
 
 
 def recorded_steps(first: int, end: int, every: int) -> np.ndarray:
@@ -92,7 +93,7 @@ class TorchEngine:
         everything = stack.stacked()
         names = [name for name, _ in stack.network.named_parameters()]
         losses = X.new_full((E, k), float("nan"))
-        snapshots: list[tuple[int, list[int], dict]] = []  # (j, rows, their parameters) when recorded
+        snapshots: list[tuple[int, list[int], dict]] = []  # (j, rows, their β and parameters)
         orders, pos = sampler.plan(k)
         epoch = 0
         with torch.no_grad():
@@ -109,14 +110,17 @@ class TorchEngine:
                     for n, t in everything.items():
                         t[rows] = values[n]
         sampler.advance(orders, epoch, pos)
-        recorded, steps = [], []
+        recorded, betas, steps = [], [], []
+        empty = {**{n: everything[n][:0] for n in names}, "β": X.new_empty((0, X.shape[1]))}
         for e in range(E):
-            at = [(j, rows.index(e), snap) for j, rows, snap in snapshots
+            at = [(rows.index(e), snap) for j, rows, snap in snapshots
                   if e in rows and (first + j) % every[e] == 0]
-            recorded.append({n: torch.stack([snap[n][i] for _, i, snap in at]) if at
-                             else everything[n][:0].clone() for n in names})
+            row = {n: torch.stack([snap[n][i] for i, snap in at]) if at else empty[n].clone()
+                   for n in empty}
+            betas.append(row.pop("β"))
+            recorded.append(row)
             steps.append(recorded_steps(first, ends[e], every[e]))
-        return Steps(losses, recorded, steps)
+        return Steps(losses, steps, betas, recorded)
 
     @staticmethod
     def _steps(stack, values, names, X, y, orders, epoch, pos, sampler, start, stop, scale,
@@ -141,7 +145,7 @@ class TorchEngine:
                 torch.index_select(y, 0, orders[epoch], out=ys)
             B = beta_of()
             if j in records:
-                snapshots.append((j, rows, {name: values[name].clone() for name in names}))
+                snapshots.append((j, rows, {"β": B.clone(), **{n: values[n].clone() for n in names}}))
             R = addmm(ys, B, Xs.T, beta=-1, out=residuals)  # a row of Xβ − y per network
             vecdot(R, R, out=block[j - start])
             addmm(H, R[:, pos:pos + batch], Xs[pos:pos + batch], beta=0, alpha=alpha, out=H)
@@ -192,17 +196,19 @@ class FusedEngine:
         dtype = a.dtype
         losses = np.full((k, E), np.nan, dtype)
         counts = np.zeros(E, np.int64)
-        rec_a, rec_b = (np.empty((E, k // min(every) + 1, a.shape[1]), dtype) for _ in range(2))
+        rec_beta, rec_a, rec_b = (np.empty((E, k // min(every) + 1, a.shape[1]), dtype)
+                                  for _ in range(3))
         epoch, pos = kernel.power_steps(
             kernel.Problem(X.numpy(), y.numpy()),
             kernel.Networks(a, b, depth, c, np.array(lrs, dtype) / sampler.batch, np.array(ends)),
             kernel.Batches(orders.numpy(), sampler.batch, pos, sampler.shuffle),
-            kernel.Records(first, np.array(every), losses, rec_a, rec_b, counts))
+            kernel.Records(first, np.array(every), losses, rec_beta, rec_a, rec_b, counts))
         sampler.advance(orders, epoch, pos)
         recorded = [{a_name: torch.from_numpy(rec_a[e, :counts[e]]),
                      b_name: torch.from_numpy(rec_b[e, :counts[e]])} for e in range(E)]
+        betas = [torch.from_numpy(rec_beta[e, :counts[e]]) for e in range(E)]
         steps = [recorded_steps(first, ends[e], every[e]) for e in range(E)]
-        return Steps(torch.from_numpy(np.ascontiguousarray(losses.T)), recorded, steps)
+        return Steps(torch.from_numpy(np.ascontiguousarray(losses.T)), steps, betas, recorded)
 
 
 ENGINES = {"torch": TorchEngine, "fused": FusedEngine}

@@ -23,10 +23,10 @@ Batches = namedtuple("Batches", "orders batch pos shuffle")
 """orders (epochs, n): row orders of the epochs the block may use (the first is the current one);
 batch: rows a step's gradient sums over; pos: where in the current order the block starts; shuffle:
 SGD (a step that finds no full batch left starts the next order) or GD (all rows, in order)."""
-Records = namedtuple("Records", "first every losses a b counts")
-"""first: the global step of the block's first step; every (E,): row e records a and b at global
-steps that are multiples of every[e], into a[e], b[e] (counts[e] so far); losses (k, E): row e's
-loss at each step before its update."""
+Records = namedtuple("Records", "first every losses beta a b counts")
+"""first: the global step of the block's first step; every (E,): row e records β, a and b at global
+steps that are multiples of every[e], into beta[e], a[e], b[e] (counts[e] so far); losses (k, E):
+row e's loss at each step before its update."""
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -39,7 +39,7 @@ def power_steps(problem, networks, batches, records):
     X, y = problem
     a, b, depth, c, scales, ends = networks
     orders, batch, pos, shuffle = batches
-    first, every, losses, rec_a, rec_b, counts = records
+    first, every, losses, rec_beta, rec_a, rec_b, counts = records
     n, d = X.shape
     beta, r, g = np.empty(d, X.dtype), np.empty(n, X.dtype), np.empty(d, X.dtype)
     epoch = 0
@@ -55,6 +55,7 @@ def power_steps(problem, networks, batches, records):
             for i in range(d):
                 beta[i] = ae[i] ** depth - be[i] ** depth
             if (first + j) % every[e] == 0:
+                rec_beta[e, counts[e]] = beta
                 rec_a[e, counts[e]] = ae
                 rec_b[e, counts[e]] = be
                 counts[e] += 1

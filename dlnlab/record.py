@@ -66,19 +66,18 @@ class Replica:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """What one network did in a block: the losses of steps first_step, first_step + 1, … (each
-    before that step's update) and their logarithms, β and s (None for a model without a dual) at the recorded steps,
-    and the indices of the steps (`logged`) and records (`logged_records`) worth logging."""
+    """What one network did in a block: the loss at every step and the recorded β, with which of
+    them are worth logging, and the dual s where logged (docs/design.md, "Record")."""
 
     replica: Replica
     first_step: int
-    losses: np.ndarray
+    losses: np.ndarray  # L at steps first_step, first_step + 1, …, each before that step's update
     log_losses: np.ndarray  # log L at every step (computed once for every callback that needs it)
-    steps: np.ndarray
-    betas: np.ndarray
-    duals: np.ndarray | None
-    logged: np.ndarray
-    logged_records: np.ndarray
+    steps: np.ndarray  # the recorded steps (multiples of replica.record_every)
+    betas: np.ndarray  # β at the recorded steps, a row each
+    duals: np.ndarray | None  # s at the logged records, a row each (None: the model has no dual)
+    logged: np.ndarray  # indices of the steps worth logging
+    logged_records: np.ndarray  # indices of the recorded steps worth logging
 
     @property
     def end_step(self) -> int:
@@ -160,7 +159,7 @@ class History:
         self.blocks["step"].append(trajectory.steps[rows])
         self.blocks["beta"].append(self._columns(trajectory.betas[rows]))
         duals = trajectory.duals
-        self.blocks["dual"].append(None if duals is None else self._columns(duals[rows]))
+        self.blocks["dual"].append(None if duals is None else self._columns(duals))
 
     def _columns(self, rows: np.ndarray) -> np.ndarray:
         """The kept coordinates of these rows, as a d-wide array (NaN where not kept)."""

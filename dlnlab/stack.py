@@ -121,15 +121,14 @@ class Stack(nn.Module):
         return (lambda: call(model, values, "beta", False),
                 lambda H: descend(model, values, H, False))
 
-    def evaluate(self, row: int, values: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
-                                                                           torch.Tensor | None]:
-        """β and s of network `row` at several states of its tensors (stacked on a leading axis),
-        with that network's own attributes (its α, its clock): the records of a block."""
+    def dual(self, row: int, values: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """s of network `row` at several states of its parameters (stacked on a leading axis), with
+        that network's own attributes (its α, its clock); None for a model without a dual."""
         model = self.models[row]
+        if type(model).dual is DiagonalNetwork.dual:
+            return None
         with torch.no_grad():
-            beta = call(model, values, "beta", self.rowwise)
-            has_dual = type(model).dual is not DiagonalNetwork.dual
-            return beta, call(model, values, "dual", self.dual_rowwise) if has_dual else None
+            return call(model, values, "dual", self.dual_rowwise)
 
 
 def descend(model: DiagonalNetwork, values: dict[str, torch.Tensor], H: torch.Tensor,

@@ -152,9 +152,9 @@ class DiagonalTask(pl.LightningModule):
         rows = []
         for e, replica in enumerate(self.replicas):
             if ends[e]:
-                betas, duals = self.stack.evaluate(e, steps.recorded[e])
                 rows.append(self._trajectory(replica, first, losses[e, :ends[e]],
-                                             steps.record_steps[e], betas, duals))
+                                             steps.record_steps[e], steps.betas[e],
+                                             steps.recorded[e]))
         advance_global_step(self.trainer, max(ends))
         if self.stop_requested is not None:
             for replica in self.replicas:
@@ -175,8 +175,9 @@ class DiagonalTask(pl.LightningModule):
                           LOSS_BYTES // (8 * len(rows))))
 
     def _trajectory(self, replica: Replica, first: int, losses: np.ndarray, steps: np.ndarray,
-                    betas: torch.Tensor, duals: torch.Tensor | None) -> Trajectory:
-        """A network's part of the block, up to its divergence if it diverged in it."""
+                    betas: torch.Tensor, recorded: dict[str, torch.Tensor]) -> Trajectory:
+        """A network's part of the block, up to its divergence if it diverged in it; its dual
+        only at the records worth logging (the others are never read)."""
         if replica.initial_loss is None:
             replica.initial_loss = float(losses[0])
         with np.errstate(invalid="ignore"):
@@ -184,17 +185,18 @@ class DiagonalTask(pl.LightningModule):
         if bad.any():
             replica.status, replica.diverged_at = "diverged", first + int(np.argmax(bad))
             losses = losses[:replica.diverged_at - first]
-        kept = steps < first + len(losses)
-        betas = betas[kept].cpu().numpy()
-        duals = None if duals is None else duals[kept].cpu().numpy()
+        kept = int(np.searchsorted(steps, first + len(losses)))
+        steps, betas = steps[:kept], betas[:kept].cpu().numpy()
         replica.steps_done = first + len(losses)
-        steps = steps[kept]
         with np.errstate(divide="ignore"):
             log_losses = np.log(losses)
         by_steps, by_records = self.schedules[replica.index]
         logged = by_steps.select(replica.time(first + np.arange(len(losses))), log_losses)
         logged_records = by_records.select(replica.time(steps), log_losses[steps - first])
-        trajectory = Trajectory(replica, first, losses, log_losses, steps, betas, duals, logged,
+        duals = self.stack.dual(replica.index, {name: value[logged_records] for name, value in
+                                                recorded.items()})
+        trajectory = Trajectory(replica, first, losses, log_losses, steps, betas,
+                                None if duals is None else duals.cpu().numpy(), logged,
                                 logged_records)
         replica.history.append(trajectory)
         return trajectory

@@ -30,6 +30,7 @@ from dlnlab.task import DiagonalTask, steps_per_call
 
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two
 STACK_FUSED = 10_000  # n·d below which a stack of replicas steps in the fused loop (scripts/bench.py)
+RECORD_WORK = 200  # record at most every RECORD_WORK / n steps (record_interval)
 ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run sets 1 for this process
 
 
@@ -67,6 +68,14 @@ def choose_engine(cfg: DictConfig, model, n: int, d: int, replicas: int):
     return ENGINES["fused" if fused else "torch"]()
 
 
+def record_interval(steps: float, n: int) -> int:
+    """Record β every `steps` steps (run.record_every_t of accelerated time), but at most every
+    RECORD_WORK / n steps: a record costs the callbacks O(d) work, a step O(n·d), so that at large
+    α and small n (a unit of t is a few hundred steps of a 20-sample problem) records stay a few
+    per cent of the run."""
+    return max(1, round(steps), math.ceil(RECORD_WORK / n))
+
+
 def make_task(cfg: DictConfig, checked: Plan) -> DiagonalTask:
     """The stack of networks (one per replica) and its task, every value checked first."""
     n, d = checked.X.shape
@@ -77,7 +86,7 @@ def make_task(cfg: DictConfig, checked: Plan) -> DiagonalTask:
         lr = c.optim.lr
         replicas.append(Replica(
             index=e, name=name, model=model, lr=lr, max_steps=steps_to(c, clock),
-            record_every=max(1, round(c.run.record_every_t * clock / lr)),
+            record_every=record_interval(c.run.record_every_t * clock / lr, n),
             directory=checked.output_dir / "replicas" / name if name else checked.output_dir,
             config=OmegaConf.to_container(c, resolve=True)))
     stack = Stack([replica.model for replica in replicas])

@@ -25,7 +25,7 @@ def test_one_step_is_gd_on_a_power_form(depth, c):
     losses, rec, counts = np.empty((1, 2)), np.empty((2, 1, 5)), np.zeros(2, np.int64)
     kernel.power_steps(kernel.Problem(X, y), kernel.Networks(a, b, depth, c, np.array([0.01 / 7] * 2), np.array([1, 0])),
                        kernel.Batches(np.arange(7)[None], 7, 0, False),
-                       kernel.Records(0, np.array([1, 1]), losses, rec, rec.copy(), counts))
+                       kernel.Records(0, np.array([1, 1]), losses, rec.copy(), rec, rec.copy(), counts))
     assert list(counts) == [1, 0] and losses[0, 0] == pytest.approx(r @ r / 14, rel=1e-14)
     np.testing.assert_allclose(a[0], before_a[0] - c * h * before_a[0] ** (depth - 1), rtol=1e-14)
     np.testing.assert_allclose(b[0], before_b[0] + c * h * before_b[0] ** (depth - 1), rtol=1e-14)

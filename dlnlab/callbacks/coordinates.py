@@ -1,5 +1,7 @@
 """Active coordinates: which |β_i| are above a threshold, when that set changes, and their values."""
 
+import math
+
 import numpy as np
 
 from dlnlab.callbacks.base import NetworkCallback
@@ -16,7 +18,8 @@ class ActiveCoordinates(NetworkCallback):
     worth logging, in the network's `run` series: `beta/i` and `dual/i` of the tracked coordinates
     (those the network's limit activates, dlnlab.reference, then every one the run activates, at
     most `max_coords`; one that becomes active late is written from t = 0, from the run's history) and `active/count`, each also against accelerated time
-    (`vs_t/…`); a histogram of β (`beta`) every `hist_every_t` of accelerated time."""
+    (`vs_t/…`); a histogram of β (`beta`) every `hist_every_t` of accelerated time up to
+    10·`hist_every_t`, then every 10% of t."""
 
     def __init__(self, *, threshold: float, max_coords: int, hist_every_t: float):
         self.threshold, self.max_coords, self.hist_every_t = threshold, max_coords, hist_every_t
@@ -57,7 +60,7 @@ class _Coordinates:
             self._backfill(tb, new, first=steps[trajectory.logged_records[:1]])
         rows = trajectory.logged_records
         self._write(tb, steps[rows], masks[rows].sum(axis=1), betas[rows],
-                    None if trajectory.duals is None else trajectory.duals[rows], self.tracked)
+                    trajectory.duals, self.tracked)
         self._histograms(tb, steps, betas)
 
     def _write(self, tb, steps, counts, betas, duals, coordinates) -> None:
@@ -81,8 +84,11 @@ class _Coordinates:
                         None if duals is None else duals[before], coordinates)
 
     def _histograms(self, tb, steps, betas) -> None:
-        """One histogram of β at the first recorded step past each multiple of hist_every_t."""
-        due = np.floor(self.replica.time(steps) / self.hist_every_t)
+        """A histogram of β at the first recorded step past each multiple of hist_every_t up to
+        t = 10·hist_every_t, then past each 10% more of t (a long run's cost grows like log t)."""
+        t, knee = self.replica.time(steps), 10 * self.hist_every_t
+        beyond = 10 + np.log(np.maximum(t, knee) / knee) / math.log(1.1)
+        due = np.floor(np.where(t < knee, t / self.hist_every_t, beyond))
         for j in np.flatnonzero(due >= self.histograms):
             if due[j] >= self.histograms and np.isfinite(betas[j]).all():
                 tb["run"].histogram("beta", betas[j], int(steps[j]))

@@ -73,7 +73,9 @@ class PlateauDetector:
             self.loss0 = float(losses[0])
         self._extend_trace(first_step, losses, log_losses)
         width = self._width(steps_per_t)
-        starts = np.union1d(0, np.arange((-first_step) % width, len(losses), width))  # where bins begin
+        starts = np.arange((-first_step) % width, len(losses), width)  # where bins begin
+        if not len(starts) or starts[0]:
+            starts = np.concatenate([[0], starts])
         steps = first_step + starts
         ids = steps // width
         lows, highs = np.minimum.reduceat(losses, starts), np.maximum.reduceat(losses, starts)
@@ -259,9 +261,9 @@ class _Plateaus:
                 self.replica.tensorboard["run"].text("events/plateaus", text, step)
         if self.detector.in_plateau:
             self._keep(block, self.plateaus[-1], every)
-        recent = join(self._recent, block)
-        reach = self.detector.reach(self.replica.steps_per_t)
-        self._recent = select(recent, recent[0] >= trajectory.end_step - reach)
+        since = trajectory.end_step - self.detector.reach(self.replica.steps_per_t)
+        self._recent = join(select(self._recent, self._recent[0] >= since),
+                            select(block, block[0] >= since))
 
     def end(self, task) -> None:
         if self.detector.in_plateau:
