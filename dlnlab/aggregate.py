@@ -3,7 +3,7 @@ table (markdown and CSV) and one figure.
 
     python scripts/aggregate.py outputs/multirun/<sweep>      (or dlnlab-aggregate)
 
-Per job: α, step size, status, saddles reached, and per jump k (PAPER.md §4):
+Per job: α, step size, status, saddles reached, and per jump k (docs/theory.md §5.1–§5.2, §5.6):
   the jump-time error against the α → 0 limit, |t_run,k − t_limit,k| / t_limit,k, and that times
   log(1/α), which tends to a constant per jump as α → 0 (jump times converge like C_k / log(1/α));
   the same for the exact flow at the run's α (the α part alone, free of step-size error);

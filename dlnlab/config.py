@@ -8,12 +8,13 @@ imports no torch: `dlnlab-train --help` and configuration errors answer at once.
 """
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from dlnlab.checks import ConfigError
 
@@ -209,9 +210,18 @@ class TrainConfig:
     ckpt_path: Optional[str] = None  # resume from this checkpoint (<run dir>/checkpoints/last.ckpt)
 
 
+def run_name(overrides: str) -> str:
+    """`_<the overrides that matter>` for a run directory's name (hydra.job.override_dirname),
+    made safe as one file name: TensorBoard names runs by their folders."""
+    safe = re.sub(r"[^\w.=,+\-\[\]]", "_", overrides)[:120]
+    return f"_{safe}" if safe else ""
+
+
 def register() -> None:
     """Put the schemas where the YAML defaults lists find them (`- /<name>_schema@_here_`, and
     `- /callback_<name>_schema@<name>` for callbacks), outside the groups users choose from."""
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="optim_schema", node=OptimConfig)

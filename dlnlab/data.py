@@ -86,7 +86,7 @@ def synthetic(n: int = 20, d: int = 40, k: int = 3, noise: float = 0.0,
 
 
 def worked_example() -> tuple[np.ndarray, np.ndarray]:
-    """The public worked example of PAPER.md §3: jump times 2, 8, 552/49; coordinate 1
+    """The public worked example of docs/theory.md §1.4: jump times 2, 8, 552/49; coordinate 0
     deactivates."""
     X = np.array([[1.0, 0.5, 0.7, 0.0], [0.5, 1.0, 0.1, 0.7]])
     y = np.array([1.0, 0.0])

@@ -193,6 +193,10 @@ class DiagonalTask(pl.LightningModule):
         by_steps, by_records = self.schedules[replica.index]
         logged = by_steps.select(replica.time(first + np.arange(len(losses))), log_losses)
         logged_records = by_records.select(replica.time(steps), log_losses[steps - first])
+        if len(losses) and (replica.steps_done >= replica.max_steps or replica.status != "running"
+                            or self.stop_requested is not None):  # its last block: its last step
+            logged = np.union1d(logged, [len(losses) - 1]).astype(np.int64)
+            logged_records = np.union1d(logged_records, np.arange(len(steps))[-1:]).astype(np.int64)
         duals = self.stack.dual(replica.index, {name: value[logged_records] for name, value in
                                                 recorded.items()})
         trajectory = Trajectory(replica, first, losses, log_losses, steps, betas,

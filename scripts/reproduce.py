@@ -85,7 +85,7 @@ def main() -> None:
                    ""]
     report += ["## α-sweep (fig1, lr = 5e-3)", "",
                "Jump-time error against the limit falls as α decreases, the exact flow's like C / log(1/α)",
-               "(its error × log(1/α) stays roughly flat, PAPER.md §4); the run adds GD's O(lr) error, the",
+               "(its error × log(1/α) stays roughly flat, docs/theory.md §5.2); the run adds GD's O(lr) error, the",
                "floor of the run's column at the smallest α.", "", markdown(alpha_rows),
                "![α-sweep](figures/alpha_sweep.png)", "",
                "## Step-size sweep (fig1, α = 1e-20)", "",

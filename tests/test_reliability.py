@@ -143,7 +143,7 @@ def test_diverged_run_exits_non_zero_with_the_message(tmp_path):
     (["run.divergence_factor=1"], "run.divergence_factor=1.0 must be > 1"),
     (["run.record_every_t=0"], "run.record_every_t=0.0 must be a positive"),
     (["trainer.max_steps=0"], "trainer.max_steps=0 must be a positive step cap"),
-    (["model=symmetric", "model.depth=3"], "run.t_max=10 needs 3.33e+12 steps"),
+    (["model=symmetric", "model.depth=3", "run.t_max=10"], "run.t_max=10 needs 3.33e+12 steps"),
 ])
 def test_more_bad_values(run, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

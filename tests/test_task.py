@@ -70,7 +70,7 @@ def test_gd_matches_a_hand_written_loop_and_records_every_loss(run):
     """The task's loss record is L(beta_k) at every step k, and its beta is plain GD's."""
     LossRecord.blocks = []
     s = run("trainer.max_steps=500", "run.t_max=1000", "run.steps_per_call=64", "~logger", "callbacks=none",
-            "+callbacks.record._target_=tests.test_task.LossRecord", "data.n=8", "data.d=5", "model.alpha=0.3",
+            "+callbacks.record._target_=tests.test_task.LossRecord", "data.n=8", "data.d=5", "data.seed=0", "model.alpha=0.3",
             "optim.lr=0.05")
     record = np.concatenate(LossRecord.blocks)
     X, y = synthetic(n=8, d=5, k=3, seed=0)

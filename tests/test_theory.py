@@ -19,7 +19,7 @@ DOUBLE_EXIT = (np.array([[-1.6, 0.2, 1.0, 0.8, 1.2, 1.9], [-1.1, -0.8, -0.9, -0.
 
 
 def assert_path_properties(X, y, path, tol=1e-9):
-    """The facts of PAPER.md §3 that any correct saddle path satisfies."""
+    """The facts of docs/theory.md §3.5 that any correct saddle path satisfies."""
     n = len(y)
     scale = np.abs(X.T @ y).max() / n
     assert path.converged
@@ -78,7 +78,7 @@ def test_several_coordinates_leave_at_one_jump():
     assert path.entering[3] == [3] and path.leaving[3] == [0, 2]
     assert_path_properties(X, y, path)
     # independent check: the finite-α flow's jump times approach the limit's like C / log(1/α),
-    # the same C at α = 1e-300 and 1e-1000 (PAPER.md §4)
+    # the same C at α = 1e-300 and 1e-1000 (docs/theory.md §5.1)
     errors = []
     for log10_alpha in (-300, -1000):
         f = flow(X, y, log10_alpha * math.log(10), [path.times[-1] + 5], levels=path.jump_levels())

@@ -94,8 +94,9 @@ class _Overlay:
         path, exact = self.reference.path, self.reference.flow
         if path is not None:
             every = np.arange(len(t))
-            if loss:
-                out["limit"] = every, ("loss",), path.loss(t)
+            if loss:  # the last saddle's loss may be exactly 0: not a point on a log axis
+                values = path.loss(t)
+                out["limit"] = every[values > 0], ("loss",), values[values > 0]
             elif coordinates:
                 out["limit"] = every, tags("beta", coordinates) + tags("dual", coordinates), \
                     np.hstack([path.beta(t, coordinates), path.dual(t, coordinates)])
