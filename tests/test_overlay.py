@@ -171,3 +171,16 @@ def test_plateaus_do_not_depend_on_the_block_length(run, experiment):
     short, long = (run(*experiment, "~callbacks.figures", f"run.steps_per_call={k}")["plateaus"]
                    for k in (137, 100_000))
     assert len(short) >= 3 and short == long
+
+
+def test_a_positive_network_is_held_against_the_non_negative_limit(run):
+    """model=positive (β = w², every coordinate ≥ 0) on the worked example: its limit is the non-negative
+    saddle path (docs/nonnegative.md: jumps at t = 2 and 8, saddles (0.8, 0, 0, 0) → (0, 0, 1.4, 0), then
+    ∇L ≥ 0 and it stops), and the overlay compares the run with that one, not the signed path."""
+    summary = run("model=positive", "data=fixture", "model.alpha=1e-30", "run.t_max=12", "~callbacks.figures")
+    rows = summary["saddles"]
+    assert [r["t_limit"] for r in rows] == pytest.approx([0, 2, 8])
+    assert [r["support_limit"] for r in rows] == [[], [0], [2]] == [r["support_run"] for r in rows]
+    for row in rows[1:]:
+        assert abs(row["t_run"] / row["t_limit"] - 1) < 0.03 and abs(row["t_run"] / row["t_flow"] - 1) < 0.01
+    assert min(summary["beta"]) >= 0 and summary["beta"][2] == pytest.approx(1.4, rel=1e-3)
