@@ -125,7 +125,7 @@ class TorchEngine:
     @staticmethod
     def _steps(stack, values, names, X, y, orders, epoch, pos, sampler, start, stop, scale,
                losses, rows, records, snapshots):
-        """Steps start .. stop − 1 of the rows `rows` (their tensors `values`), two products each."""
+        """Steps start .. stop − 1 of the rows `rows` (tensors `values`), two products each."""
         m, (n, d) = len(rows), X.shape
         beta_of, descend = _operations(stack, values)
         residuals, H = X.new_empty((m, n)), X.new_empty((m, d))
@@ -145,7 +145,8 @@ class TorchEngine:
                 torch.index_select(y, 0, orders[epoch], out=ys)
             B = beta_of()
             if j in records:
-                snapshots.append((j, rows, {"β": B.clone(), **{n: values[n].clone() for n in names}}))
+                state = {"β": B.clone(), **{name: values[name].clone() for name in names}}
+                snapshots.append((j, rows, state))
             R = addmm(ys, B, Xs.T, beta=-1, out=residuals)  # a row of Xβ − y per network
             vecdot(R, R, out=block[j - start])
             addmm(H, R[:, pos:pos + batch], Xs[pos:pos + batch], beta=0, alpha=alpha, out=H)
@@ -180,7 +181,7 @@ def _operations(stack: Stack, values: dict[str, torch.Tensor]):
 
 
 class FusedEngine:
-    """dlnlab/kernel.py's compiled loop, on the CPU, for power-form models; see the module docstring."""
+    """dlnlab/kernel.py's compiled loop, on the CPU, for power-form models (module docstring)."""
 
     name = "fused"
 

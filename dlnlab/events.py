@@ -35,7 +35,7 @@ def time_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def masked_crc32c(data: bytes) -> int:
-    """The masked CRC-32C of a TensorBoard record, as tensorboard's own `masked_crc32c` computes it."""
+    """The masked CRC-32C of a TensorBoard record, as tensorboard's `masked_crc32c` computes it."""
     x = google_crc32c.value(data)
     return ((((x >> 15) | (x << 17)) & U32) + 0xA282EAD8) & U32
 
@@ -66,7 +66,7 @@ def _varint(n: int) -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def _value_prefix(tag: str) -> bytes:
-    """A Summary.value entry (field 1) up to its float: {tag (1, string), simple_value (2, float)}."""
+    """A Summary.value entry (field 1) up to its float: {tag (1, string), simple_value (2)}."""
     name = tag.encode()
     entry = b"\x0a" + _varint(len(name)) + name + b"\x15"
     return b"\x0a" + _varint(len(entry) + 4) + entry
@@ -74,7 +74,7 @@ def _value_prefix(tag: str) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _summary_template(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The serialized Summary of these tags with zeros for values, and where the floats' bytes go."""
+    """The serialized Summary of these tags with zero values, and where the floats' bytes go."""
     prefixes = [_value_prefix(tag) for tag in tags]
     ends = np.cumsum([len(p) + 4 for p in prefixes], dtype=np.int64)
     template = np.frombuffer(b"".join(p + bytes(4) for p in prefixes), np.uint8)

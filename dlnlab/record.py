@@ -43,7 +43,7 @@ class Replica:
 
     @property
     def clock(self) -> float:
-        """T_α: accelerated time t = step · lr / T_α (docs/theory.md §2); 1 for a model without one."""
+        """T_α: accelerated time t = step · lr / T_α (docs/theory.md §2.1); 1 without a clock."""
         return self.model.time_scale() or 1.0
 
     @property
@@ -137,7 +137,8 @@ class Schedule:
 class History:
     """A network's record at its logged steps over the whole run, kept by the task for the callbacks
     that draw or back-fill from it: the loss at the logged steps, and β and s at the logged records,
-    of every coordinate when d ≤ MAX_D (else of the coordinates callbacks asked to `keep`, from then).
+    of every coordinate when d ≤ MAX_D (else of the coordinates callbacks asked to `keep`, from
+    then).
     Stored as arrays a block (checkpointed as tensors); read back whole, concatenated."""
 
     MAX_D = 2048

@@ -1,10 +1,10 @@
 """The theory one network is compared against, computed once per network when first asked for.
 
-Its model says which α → 0 limit it follows (`DiagonalNetwork.limit`: the saddle path of Algorithm 1,
-docs/theory.md §3) and gives its mirror map for the exact finite-α flow (docs/theory.md §4). The
-overlay, the figures, the coordinates and the summary all read the same `Reference`: its limit
-costs milliseconds, its flow a fraction of a second, each computed on first use. A part that cannot
-be computed is None, with one warning saying why, never fatal.
+Its model says which α → 0 limit it follows (`DiagonalNetwork.limit`: the saddle path of
+Algorithm 1, docs/theory.md §3) and gives its mirror map for the exact finite-α flow (docs/theory.md
+§4). The overlay, the figures, the coordinates and the summary all read the same `Reference`: its
+limit costs milliseconds, its flow a fraction of a second, each computed on first use. A part that
+cannot be computed is None, with one warning saying why, never fatal.
 """
 
 import functools
@@ -28,7 +28,8 @@ class Reference:
         self.has_clock = self.model.time_scale() is not None
 
     def _note(self, text: str) -> None:
-        warnings.warn(f"{self.replica.name + ': ' if self.replica.name else ''}{text}", stacklevel=3)
+        prefix = f"{self.replica.name}: " if self.replica.name else ""
+        warnings.warn(prefix + text, stacklevel=3)
 
     def _data(self) -> tuple[np.ndarray, np.ndarray]:
         return self.task.X.cpu().double().numpy(), self.task.y.cpu().double().numpy()

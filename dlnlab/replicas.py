@@ -31,9 +31,9 @@ def expand(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
                               "replica each")
         if any(isinstance(v, bool) or not isinstance(v, (int, kind)) for v in values
                if v is not None):
-            example = "0,1,2" if kind is int else "1e-5,1e-20"
-            raise ConfigError(f"{key}={value!r} must be a{'n integer' if kind is int else ' number'}"
-                              f" or a list of them, one replica each (e.g. {key}=[{example}])")
+            example, what = ("0,1,2", "an integer") if kind is int else ("1e-5,1e-20", "a number")
+            raise ConfigError(f"{key}={value!r} must be {what} or a list of them, one replica "
+                              f"each (e.g. {key}=[{example}])")
         if OmegaConf.is_list(value):
             lists[key] = values
     if not lists:

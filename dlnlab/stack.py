@@ -1,4 +1,5 @@
-"""A stack of E ≥ 1 networks of one class, their tensors on a leading axis (docs/design.md, "Stack").
+"""A stack of E ≥ 1 networks of one class, their tensors on a leading axis (docs/design.md,
+"A run is a stack").
 
 A run is a stack: a single run is E = 1, a replica run (dlnlab/replicas.py) E > 1, through the
 same task, engines and callbacks. The stack holds every parameter and buffer of its networks

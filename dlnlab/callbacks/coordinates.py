@@ -1,4 +1,4 @@
-"""Active coordinates: which |β_i| are above a threshold, when that set changes, and their values."""
+"""Active coordinates: which |β_i| are above a threshold, when that set changes, their values."""
 
 import math
 
@@ -17,9 +17,10 @@ class ActiveCoordinates(NetworkCallback):
     change ("t = 2.876, step 6612: +5 → {3, 5}", `events/active`). At the steps the record marks
     worth logging, in the network's `run` series: `beta/i` and `dual/i` of the tracked coordinates
     (those the network's limit activates, dlnlab.reference, then every one the run activates, at
-    most `max_coords`; one that becomes active late is written from t = 0, from the run's history) and `active/count`, each also against accelerated time
-    (`vs_t/…`); a histogram of β (`beta`) every `hist_every_t` of accelerated time up to
-    10·`hist_every_t`, then every 10% of t."""
+    most `max_coords`; one that becomes active late is written from t = 0, from the run's
+    history) and `active/count`, each also against accelerated time (`vs_t/…`); a histogram of
+    β (`beta`) every `hist_every_t` of accelerated time up to 10·`hist_every_t`, then every 10% of
+    t."""
 
     def __init__(self, *, threshold: float, max_coords: int, hist_every_t: float):
         self.threshold, self.max_coords, self.hist_every_t = threshold, max_coords, hist_every_t

@@ -27,8 +27,8 @@ class Figures(NetworkCallback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if len(self.networks) > 4:
-            print(f"drawing the figures of {len(self.networks)} replicas (about a second each; skip "
-                  "them with ~callbacks.figures)", file=sys.stderr)
+            print(f"drawing the figures of {len(self.networks)} replicas (about a second each; "
+                  "skip them with ~callbacks.figures)", file=sys.stderr)
         super().on_fit_end(trainer, pl_module)
 
 

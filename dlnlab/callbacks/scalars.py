@@ -3,7 +3,6 @@
 from dlnlab.callbacks.base import NetworkCallback
 
 
-
 class LossLogger(NetworkCallback):
     """`loss` and `time/accelerated` at the steps the record marks worth logging (dlnlab.record.
     Schedule: a grid in accelerated time and every move of log L by `run.log_loss_rtol`), in the

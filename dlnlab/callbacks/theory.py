@@ -199,5 +199,9 @@ def markdown(rows: list[dict]) -> str:
         f"| {r['k']} | {fmt(r['t_limit'], '.4f')} | {fmt(r['t_flow'], '.4f')} | "
         f"{fmt(r['t_run'], '.4f')} | {fmt(r['loss_limit'], '.4e')} | {fmt(r['loss_run'], '.4e')} "
         f"| {r['support_limit']} | {'—' if r['support_run'] is None else r['support_run']} | "
-        f"{' '.join([f'+{i}' for i in r['entering_limit']] + [f'−{i}' for i in r['leaving_limit']])}"
-        " |\n" for r in rows)
+        f"{change(r['entering_limit'], r['leaving_limit'])} |\n" for r in rows)
+
+
+def change(entering: list[int], leaving: list[int]) -> str:
+    """"+3 −1": coordinates entering and leaving the support."""
+    return " ".join([f"+{i}" for i in entering] + [f"−{i}" for i in leaving])

@@ -1,19 +1,20 @@
-"""The model contract: what a diagonal network must give (β) and what it may give (docs/design.md, "Models").
+"""The model contract: what a diagonal network gives (β) and may give (docs/design.md, "Models").
 
 A model is an `nn.Module` whose `beta()` is the effective linear predictor: the network's output is
-`X @ beta()` and its loss is L(β) (docs/theory.md §1). That is all a new model needs: it then trains
-by GD or SGD through autograd, alone or as replicas. Each optional hook below makes the framework do
-more with it, and says what it does without:
+`X @ beta()` and its loss is L(β) (docs/theory.md §1.1). That is all a new model needs: it then
+trains by GD or SGD through autograd, alone or as replicas. Each optional hook makes the framework
+do more with it; without it:
 
-| hook            | with it                                            | without it                          |
-|-----------------|----------------------------------------------------|-------------------------------------|
-| `descend(h)`    | its closed-form step (a few tensor operations)     | autograd's vector-Jacobian product  |
-| `power_form()`  | the fused compiled CPU engine (dlnlab/kernel.py)   | the torch engine                    |
-| `time_scale()`  | accelerated time t = τ / T_α and run.t_max in it   | t is gradient-flow time τ (T = 1)   |
-| `dual()`        | s(t) logged and drawn against the limit's          | no dual scalars or figure           |
-| `limit`         | the α → 0 saddle path it follows, overlaid         | no limit: one line says so          |
-| `mirror_map()`  | the exact finite-α flow, overlaid                  | no flow curves                      |
-| `alpha`         | reported in summary.json and the sweep tables      | reported as null                    |
+- `descend(h)`: its closed-form step (a few tensor operations); without, autograd's vector-Jacobian
+  product.
+- `power_form()`: the fused compiled CPU engine (dlnlab/kernel.py); without, the torch engine.
+- `time_scale()`: accelerated time t = τ / T_α, and run.t_max in it; without, t is gradient-flow
+  time τ (T = 1) and there is no theory to compare with.
+- `dual()`: s(t) logged and drawn against the limit's; without, no dual scalars or figure.
+- `limit` ("signed" or "nonnegative"): the α → 0 saddle path it follows, overlaid; without (None),
+  no limit, and one line says so.
+- `mirror_map()`: the exact finite-α flow, overlaid; without, no flow curves.
+- an attribute `alpha`: reported in summary.json and the sweep tables; without, null there.
 """
 
 import abc
@@ -51,7 +52,7 @@ class DiagonalNetwork(nn.Module, abc.ABC):
         return X @ self.beta()
 
     def time_scale(self) -> float | None:
-        """The clock T_α: accelerated time t = τ / T_α (docs/theory.md §2); None: no clock (t = τ)."""
+        """The clock T_α: accelerated time t = τ / T_α (docs/theory.md §2.1); None: t = τ."""
         return None
 
     def dual(self) -> torch.Tensor | None:
@@ -74,7 +75,8 @@ class DiagonalNetwork(nn.Module, abc.ABC):
 
         Called by the engines under torch.no_grad(). This default differentiates `beta()` (a
         vector-Jacobian product), so any model trains; override it with the closed form where there
-        is one (a few in-place tensor operations: small problems are bound by per-operation cost)."""
+        is one (a few in-place tensor operations: small problems are bound by per-operation
+        cost)."""
         params = list(self.parameters())
         with torch.enable_grad():
             grads = torch.autograd.grad(self.beta(), params, grad_outputs=h)
