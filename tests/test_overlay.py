@@ -184,3 +184,27 @@ def test_a_positive_network_is_held_against_the_non_negative_limit(run):
     for row in rows[1:]:
         assert abs(row["t_run"] / row["t_limit"] - 1) < 0.03 and abs(row["t_run"] / row["t_flow"] - 1) < 0.01
     assert min(summary["beta"]) >= 0 and summary["beta"][2] == pytest.approx(1.4, rel=1e-3)
+
+
+def test_charts_against_accelerated_time_line_up_runs_of_different_alpha(tmp_path):
+    """Replicas at α = 1e-10 and 1e-30 take 2,303 and 6,908 steps per unit of t: on the step axis their
+    jumps lie apart, on the vs_t/ charts (step = 1000·t) their limits are one curve and each run jumps
+    where the limit does (within docs/theory.md §5's C/log(1/α))."""
+    train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={tmp_path}", "experiment=fig1",
+                      "run.t_max=3.5", "model.alpha=[1e-10,1e-30]", "~callbacks.figures"))
+    runs = {}
+    for name in ("0_model.alpha=1e-10", "1_model.alpha=1e-30"):
+        folder = tmp_path / "replicas" / name
+        runs[name] = {s: {key: {e.step: e.value for e in series(folder, s).Scalars(key)}
+                          for key in ("loss", "vs_t/loss")} for s in ("run", "limit")}
+    low, high = runs.values()
+    common = low["limit"]["vs_t/loss"].keys() & high["limit"]["vs_t/loss"].keys()
+    assert len(common) > 20 and all(low["limit"]["vs_t/loss"][s] == high["limit"]["vs_t/loss"][s] for s in common)
+    level = (0.7301674963696196 + 0.18144474812810216) / 2  # half-way down the first jump (t = 0.7153)
+
+    def first_below(points):
+        return min(step for step, value in points.items() if value <= level)
+    at_t = [first_below(r["run"]["vs_t/loss"]) for r in (low, high)]
+    at_step = [first_below(r["run"]["loss"]) for r in (low, high)]
+    assert all(abs(t / 715.3 - 1) < 0.03 for t in at_t)
+    assert at_step[1] / at_step[0] == pytest.approx(math.log(1e30) / math.log(1e10), rel=0.03)

@@ -208,18 +208,18 @@ class PlateauLogger(NetworkCallback):
         return _Plateaus(replica, PlateauDetector(**self.settings), self.active_threshold, self.KEEP)
 
 
-Kept = tuple[np.ndarray, np.ndarray, np.ndarray]  # recorded steps, their losses, β (a row each)
+RecordSet = tuple[np.ndarray, np.ndarray, np.ndarray]  # recorded steps, their losses, β (a row each)
 
 
-def nothing_kept(d: int) -> Kept:
+def no_records(d: int) -> RecordSet:
     return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, d))
 
 
-def select(records: Kept, mask: np.ndarray) -> Kept:
+def select(records: RecordSet, mask: np.ndarray) -> RecordSet:
     return tuple(x[mask] for x in records)
 
 
-def join(a: Kept, b: Kept) -> Kept:
+def join(a: RecordSet, b: RecordSet) -> RecordSet:
     return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
 
 
@@ -230,7 +230,7 @@ class _Plateaus:
         self.replica, self.detector = replica, detector
         self.active_threshold, self.limit = active_threshold, keep
         d = replica.history.d
-        self._kept, self._stride, self._recent = nothing_kept(d), 1, nothing_kept(d)
+        self._kept, self._stride, self._recent = no_records(d), 1, no_records(d)
 
     @property
     def plateaus(self) -> list[Plateau]:
@@ -243,7 +243,7 @@ class _Plateaus:
         def on_event(kind: str, plateau: Plateau) -> None:
             k = len(self.plateaus) - 1
             if kind == "start":
-                self._kept, self._stride = nothing_kept(self.replica.history.d), 1
+                self._kept, self._stride = no_records(self.replica.history.d), 1
                 self._keep(self._recent, plateau, every)
                 texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step "
                               f"{plateau.start_step}), L = {plateau.level:.4e}", plateau.start_step))
@@ -269,7 +269,7 @@ class _Plateaus:
         if self.detector.in_plateau:
             self._settle(self.plateaus[-1], end=self.replica.steps_done)
 
-    def _keep(self, records: Kept, plateau: Plateau, every: int) -> None:
+    def _keep(self, records: RecordSet, plateau: Plateau, every: int) -> None:
         steps = records[0]
         inside = (steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
         self._kept = join(self._kept, select(records, inside & (steps // every % self._stride == 0)))
