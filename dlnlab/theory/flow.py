@@ -93,7 +93,6 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
         raise ConfigError("times must be non-negative and increasing")
     mirror = MirrorMap(log_alpha, depth, shape)
     gram, xty = X.T @ X / n, X.T @ y / n
-    yy = y @ y / (2 * n)
 
     def rhs(t, s):
         return xty - gram @ mirror.beta(s)
@@ -101,12 +100,13 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
     def jac(t, s):
         return -gram * mirror.dbeta_ds(s)
 
-    def loss(beta):
-        return beta @ gram @ beta / 2 - xty @ beta + yy
+    def loss(beta):  # the residual form: βᵀGβ/2 − bᵀβ + c cancels to < 0 once L ≪ L(0)
+        r = beta @ X.T - y
+        return np.einsum("...i,...i->...", r, r) / (2 * n)
 
     levels = np.asarray(levels, dtype=float)
-    log_loss = _last_value(lambda s: np.log(max(loss(mirror.beta(s)), 1e-300)))  # one loss for all the levels
-    events = [_crossing(log_loss, level) for level in levels]
+    point_loss = _last_value(lambda s: float(loss(mirror.beta(s))))  # one loss for all the levels
+    events = [_crossing(point_loss, level) for level in levels]
     with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overshoot; the solver rejects them
         sol = solve_ivp(rhs, (0.0, times[-1]), np.zeros(d), method="Radau", t_eval=times, jac=jac, rtol=rtol,
                         atol=atol, events=events or None, dense_output=dense)
@@ -115,7 +115,7 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
     duals = sol.y.T
     betas = mirror.beta(duals)
     crossings = np.array([e[0] if len(e) else np.nan for e in sol.t_events]) if events else np.zeros(0)
-    return Flow(times=times, betas=betas, duals=duals, losses=np.array([loss(b) for b in betas]), levels=levels,
+    return Flow(times=times, betas=betas, duals=duals, losses=loss(betas), levels=levels,
                 crossings=crossings, mirror=mirror, dense=sol.sol)
 
 
@@ -131,9 +131,9 @@ def _last_value(f):
     return g
 
 
-def _crossing(log_loss, level: float):
+def _crossing(point_loss, level: float):
     def event(t, s):
-        return log_loss(s) - np.log(level)
+        return point_loss(s) - level
 
     event.direction = -1
     return event
