@@ -6,9 +6,9 @@
 """
 
 from dlnlab.theory.face import GeneralPositionWarning
-from dlnlab.theory.flow import Flow, MirrorMap, flow
+from dlnlab.theory.flow import Flow, FlowError, MirrorMap, flow
 from dlnlab.theory.references import lasso_objective, min_l1_minimizer, ols
 from dlnlab.theory.saddles import SaddlePath, saddle_path
 
-__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "flow", "lasso_objective",
-           "min_l1_minimizer", "ols", "saddle_path"]
+__all__ = ["Flow", "FlowError", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "flow",
+           "lasso_objective", "min_l1_minimizer", "ols", "saddle_path"]
