@@ -1,6 +1,6 @@
 """The exact finite-α flow (dlnlab.theory.flow) against independent computations: the α → 0 limit
 (Algorithm 1), the flow integrated in β instead of s, and the residual form of the loss; its cost
-(right-hand-side evaluations) on the inputs that made it slow, and its errors."""
+(right-hand-side evaluations) on the inputs that made it slow, its errors, and its times."""
 
 import math
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from dlnlab.checks import ConfigError
 from dlnlab.data import synthetic, worked_example
 from dlnlab.theory import FlowError, MirrorMap, flow, saddle_path
 
@@ -128,6 +129,37 @@ def test_unsolvable_flow_raises_one_flow_error_with_the_time():
     with pytest.raises(FlowError, match=r"max_nfev=50 .* stopped at t = \d"):
         flow(X, y, math.log(1e-30), [12.0], max_nfev=50)
     assert issubclass(FlowError, RuntimeError)  # what the overlay catches, to skip the flow
+
+
+# ---- 3. times -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("times, match", [([], "empty"), ([np.nan], r"times\[0\] = nan"),
+                                          ([1.0, np.inf], r"times\[1\] = inf"),
+                                          ([-1.0], r"times\[0\] = -1.0"),
+                                          ([2.0, 1.0], r"index 1 \(2.0 then 1.0\)"),
+                                          ("soon", "numbers")])
+def test_bad_times_are_one_config_error(times, match):
+    X, y = worked_example()
+    with pytest.raises(ConfigError, match=match) as info:
+        flow(X, y, math.log(1e-10), times)
+    assert "increasing order" in str(info.value) or "numbers" in str(info.value)
+
+
+def test_times_from_zero():
+    X, y = worked_example()
+    path = saddle_path(X, y)
+    start = flow(X, y, math.log(1e-10), [0.0], levels=path.jump_levels(), dense=True)
+    np.testing.assert_array_equal(start.duals, 0)
+    np.testing.assert_array_equal(start.betas, 0)
+    assert start.losses[0] == pytest.approx(0.25) and start.nfev == 0
+    assert np.isnan(start.crossings).all()
+    np.testing.assert_array_equal(start.at(0.0)[1], 0)
+    f = flow(X, y, math.log(1e-10), [0.0, 0.0, 2.0, 2.0, 5.0])
+    np.testing.assert_array_equal(f.duals[:2], 0)
+    np.testing.assert_array_equal(f.duals[2], f.duals[3])
+    np.testing.assert_allclose(f.duals[4], flow(X, y, math.log(1e-10), [5.0]).duals[0], atol=1e-9)
+    above = flow(X, y, math.log(1e-10), [0.0, 5.0], levels=[0.3, 0.25, 0.1]).crossings
+    assert above[0] == above[1] == 0 and 2 < above[2] < 5  # L(0) = 0.25 is at or below 0.3, 0.25
 
 
 # ---- 4. losses ----------------------------------------------------------------------------------

@@ -112,9 +112,9 @@ class MirrorMap:
 @dataclass
 class Flow:
     """The flow at accelerated times `times`: β, s and L at each; `crossings[j]` is the first time
-    the loss falls to `levels[j]` (NaN if it never does within the horizon). `nfev`, `njev`,
-    `nlu`: the solver's right-hand-side evaluations, Jacobians and LU decompositions (the cost
-    of the flow)."""
+    the loss falls to `levels[j]` (0 if L(0) is already at or below it, NaN if it never does
+    within the horizon). `nfev`, `njev`, `nlu`: the solver's right-hand-side evaluations,
+    Jacobians and LU decompositions (the cost of the flow)."""
 
     times: np.ndarray
     betas: np.ndarray
@@ -138,7 +138,7 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
          rtol: float = 1e-10, atol: float = 1e-12, dense: bool = False,
          max_nfev: int = 1_000_000) -> Flow:
     """Integrate the finite-α gradient flow from s = 0 (docs/theory.md §4) and report it at
-    accelerated `times`.
+    accelerated `times` (finite, ≥ 0, non-decreasing; t = 0 is the start, s = 0).
 
     All inputs (X, y, log_alpha, shape, times, levels) are converted to float64 first.
     `levels`: loss levels whose first crossing times are located (`SaddlePath.jump_levels()`
@@ -153,9 +153,7 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
     """
     X, y = check_xy(X, y, source="flow")
     n, d = X.shape
-    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    if np.any(times < 0) or np.any(np.diff(times) < 0):
-        raise ConfigError("times must be non-negative and increasing")
+    times = _check_times(times)
     mirror = MirrorMap(log_alpha, depth, shape)
     try:
         levels = np.asarray(levels, dtype=np.float64).reshape(-1)
@@ -188,26 +186,74 @@ def flow(X, y, log_alpha: float, times, depth: int | None = None, shape=1.0, lev
     def jac(t, s):
         return -gram * mirror.dbeta_ds(s)
 
-    point_loss = _last_value(lambda s: float(loss(mirror.beta(s))))  # one per solver point
-    events = [_crossing(point_loss, level) for level in levels]
-    try:
-        with np.errstate(over="ignore", under="ignore"):
-            result = solve_ivp(rhs, (0.0, times[-1]), np.zeros(d), method="LSODA", t_eval=times,
-                               jac=jac, rtol=max(rtol, 1e-13), atol=atol + rtol,
-                               events=events or None, dense_output=dense)
-    except FlowError:
-        raise
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
-        raise FlowError(f"the flow integration failed near t = {count[1]:.6g}: {e}") from e
-    if result.status < 0 or len(result.t) != len(times) or not np.all(np.isfinite(result.y)):
-        raise FlowError(f"the flow integration failed near t = {count[1]:.6g} of "
-                        f"{times[-1]:.6g}: {result.message}")
-    duals = result.y.T
+    loss0 = float(loss(np.zeros(d)))
+    at_start = levels >= loss0
+    unique, where = np.unique(times, return_inverse=True)
+    if unique[-1] == 0:  # nothing to integrate: the state at t = 0 is s = 0
+        duals = np.zeros((len(unique), d))
+        crossings = np.where(at_start, 0.0, np.nan)
+        sol = _Rest(d) if dense else None
+        stats = (0, 0, 0)
+    else:
+        point_loss = _last_value(lambda s: float(loss(mirror.beta(s))))  # one per solver point
+        events = [_crossing(point_loss, level) for level in levels[~at_start]]
+        try:
+            with np.errstate(over="ignore", under="ignore"):
+                result = solve_ivp(rhs, (0.0, unique[-1]), np.zeros(d), method="LSODA",
+                                   t_eval=unique, jac=jac, rtol=max(rtol, 1e-13),
+                                   atol=atol + rtol, events=events or None, dense_output=dense)
+        except FlowError:
+            raise
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+            raise FlowError(f"the flow integration failed near t = {count[1]:.6g}: {e}") from e
+        if result.status < 0 or len(result.t) != len(unique) or not np.all(np.isfinite(result.y)):
+            raise FlowError(f"the flow integration failed near t = {count[1]:.6g} of "
+                            f"{unique[-1]:.6g}: {result.message}")
+        duals = result.y.T
+        crossings = np.zeros(len(levels))
+        crossings[~at_start] = [e[0] if len(e) else np.nan for e in result.t_events or []]
+        crossings[at_start] = 0.0
+        sol = result.sol
+        stats = (result.nfev, result.njev, result.nlu)
+    duals = duals[where]
     betas = mirror.beta(duals)
-    crossings = np.array([e[0] if len(e) else np.nan for e in result.t_events or []])
     return Flow(times=times, betas=betas, duals=duals, losses=loss(betas), levels=levels,
-                crossings=crossings, mirror=mirror, dense=result.sol, nfev=result.nfev,
-                njev=result.njev, nlu=result.nlu)
+                crossings=crossings, mirror=mirror, dense=sol, nfev=stats[0], njev=stats[1],
+                nlu=stats[2])
+
+
+def _check_times(times) -> np.ndarray:
+    """times as a non-empty float64 vector, finite, ≥ 0 and non-decreasing, or one ConfigError."""
+    try:
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"flow: times={times!r} must be a list of numbers ({e})") from None
+    fix = "give accelerated times t ≥ 0 in increasing order, e.g. times=[1.0, 2.0, 5.0]"
+    if t.ndim != 1 or t.size == 0:
+        raise ConfigError(f"flow: times={times!r} is empty or not a flat list: {fix}")
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ConfigError(f"flow: times[{i}] = {float(t[i])!r} is not a finite number ≥ 0: {fix}")
+    down = np.flatnonzero(np.diff(t) < 0)
+    if len(down):
+        i = int(down[0])
+        raise ConfigError(f"flow: times decrease at index {i + 1} ({float(t[i])!r} then "
+                          f"{float(t[i + 1])!r}): {fix}")
+    return t
+
+
+class _Rest:
+    """The dense output of a flow that was not integrated (horizon 0): s = 0."""
+
+    def __init__(self, d: int):
+        self.d = d
+
+    def __call__(self, t):
+        t = np.asarray(t, dtype=np.float64)
+        if np.any(t != 0):
+            raise ValueError("this flow was only evaluated at t = 0")
+        return np.zeros((self.d,) + t.shape)
 
 
 def _last_value(f):
