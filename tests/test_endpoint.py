@@ -56,7 +56,7 @@ def test_alpha_per_coordinate_and_the_symmetric_network_against_the_flow():
     sym = flow(X, y, np.log(0.01), times=[3000.0], depth=2, shape=a).betas[-1]
     w0 = 0.01 * a  # w±(0) = α·a
     for end, alpha in ((uv, effective_alpha(p0, q0)), (sym, effective_alpha(w0, w0))):
-        assert excess_loss(X, y, end) <= 1e-26
+        assert excess_loss(X, y, end) <= 1e-23  # the flow (LSODA) has converged
         np.testing.assert_allclose(hyperbolic_minimizer(X, y, alpha), end, rtol=0,
                                    atol=1e-9 * np.abs(end).max())
 

@@ -1,5 +1,6 @@
 """The plateau detector driven by scripted loss sequences, as Lightning tests its own callbacks."""
 
+import math
 import pickle
 
 import numpy as np
@@ -48,14 +49,16 @@ def test_staircase_gives_each_plateau_with_its_jump():
     assert second.jump_t == pytest.approx(1.0) and third.jump_t == pytest.approx(2.5)
 
 
-def test_smooth_jumps_are_timed_at_the_geometric_midpoint():
-    """A sigmoid in log L crosses the geometric midpoint of its two levels exactly at its centre."""
+def test_smooth_jumps_are_timed_at_the_middle_of_the_drop():
+    """A sigmoid in log L from a to b falls to (a + b)/2 at centre + width·logit(σ),
+    σ = log(2a/(a + b)) / log(a/b): the jump's time is that step."""
     losses = staircase([1.0, 0.05, 1e-3], jumps=[1200, 3100], total=5000, width=5)
     detector = PlateauDetector()
     feed(detector, losses)
     assert len(detector.plateaus) == 3
-    assert detector.plateaus[1].jump_step == pytest.approx(1200, abs=1)
-    assert detector.plateaus[2].jump_step == pytest.approx(3100, abs=1)
+    for plateau, (a, b, centre) in zip(detector.plateaus[1:], [(1.0, 0.05, 1200), (0.05, 1e-3, 3100)]):
+        sigma = np.log(2 * a / (a + b)) / np.log(a / b)
+        assert plateau.jump_step == math.ceil(centre + 5 * np.log(sigma / (1 - sigma)))
 
 
 def test_noise_below_the_tolerance_does_not_split_plateaus():
@@ -71,7 +74,7 @@ def test_a_plateau_shorter_than_the_window_is_part_of_the_jump():
     detector = PlateauDetector(window_t=0.05)
     feed(detector, losses)
     assert [p.level for p in detector.plateaus] == pytest.approx([1.0, 0.01])
-    assert detector.plateaus[1].jump_step == 1030  # the midpoint of 1 and 0.01 is crossed at the second drop
+    assert detector.plateaus[1].jump_step == 1000  # 0.3 is already below the middle of 1 and 0.01
 
 
 def test_slow_drift_stays_on_the_plateau():
@@ -146,9 +149,9 @@ def test_state_survives_a_checkpoint_round_trip():
     assert resumed.plateaus == uninterrupted.plateaus
 
 
-def test_midpoint_of_a_jump_to_zero_is_finite():
-    assert midpoint(0.04, 0.01) == pytest.approx(0.02)
-    assert midpoint(0.1, 0.0) == pytest.approx(0.1 * 1e-3)
+def test_the_midpoint_is_the_middle_of_the_drop():
+    assert midpoint(0.04, 0.01) == pytest.approx(0.025)
+    assert midpoint(0.1, 0.0) == pytest.approx(0.05)  # a jump to a zero loss, marked in the jump
 
 
 def test_bad_settings_are_refused():

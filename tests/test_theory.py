@@ -176,7 +176,9 @@ def test_flow_losses_decrease_and_crossings_are_ordered():
     f = flow(X, y, math.log(1e-30), np.linspace(0, 15, 61), levels=path.jump_levels())
     assert np.all(np.diff(f.losses) <= 1e-15)
     assert np.all(np.diff(f.crossings) > 0)
-    np.testing.assert_allclose(f.crossings, path.times[1:], rtol=0.05)
+    # the last jump is 5.4% early at α = 1e-30: its loss is 99.6% gone by t = 11.2 < 552/49 (a slow
+    # jump, |∇L| = 0.049, to a target |β| < ½; docs/jump-times.md), and 1.6% early at α = 1e-100
+    np.testing.assert_allclose(f.crossings, path.times[1:], rtol=0.06)
 
 
 def test_degenerate_inputs():

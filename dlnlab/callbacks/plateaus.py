@@ -7,7 +7,7 @@ A slow drift (the next coordinate growing before its jump) stays on the plateau.
 to the minimum and maximum over bins of `window_t / bins`, and the windows of bins are checked, by numpy
 over each block of steps: Python runs once per plateau event, not per step or bin. A compressed trace
 of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump its empirical time:
-where the loss first crosses the geometric midpoint of the two plateau levels.
+where the loss first falls to the middle of the drop between the two plateaus' levels.
 """
 
 from collections import deque
@@ -18,8 +18,6 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from dlnlab.callbacks.base import NetworkCallback
-
-JUMP_FLOOR = 1e-6  # a jump to a zero loss is marked at 1e-3 of the level before it
 
 
 @dataclass
@@ -35,9 +33,10 @@ class Plateau:
     support: list[int] = field(default_factory=list)
 
 
-def midpoint(before: float, after: float, floor: float = JUMP_FLOOR) -> float:
-    """The loss level that marks the jump between plateaus at `before` and `after`."""
-    return float(np.sqrt(before * max(after, floor * before)))
+def midpoint(before: float, after: float) -> float:
+    """The loss level that marks the jump between plateaus at `before` and `after`: the middle of
+    the drop, as for the limit's jumps (docs/jump-times.md)."""
+    return after + 0.5 * (before - after)
 
 
 class PlateauDetector:

@@ -17,7 +17,7 @@ Large steps and SGD (docs/large-steps.md):
 
 from dlnlab.theory.endpoint import effective_alpha, hyperbolic_minimizer
 from dlnlab.theory.face import GeneralPositionWarning
-from dlnlab.theory.flow import Flow, MirrorMap, flow
+from dlnlab.theory.flow import Flow, FlowError, MirrorMap, flow
 from dlnlab.theory.references import (
     lasso_objective,
     min_l1_minimizer,
@@ -26,6 +26,6 @@ from dlnlab.theory.references import (
 )
 from dlnlab.theory.saddles import SaddlePath, saddle_path
 
-__all__ = ["Flow", "GeneralPositionWarning", "MirrorMap", "SaddlePath", "effective_alpha", "flow",
-           "hyperbolic_minimizer", "lasso_objective", "min_l1_minimizer",
+__all__ = ["Flow", "FlowError", "GeneralPositionWarning", "MirrorMap", "SaddlePath",
+           "effective_alpha", "flow", "hyperbolic_minimizer", "lasso_objective", "min_l1_minimizer",
            "min_sum_nonnegative_minimizer", "ols", "saddle_path"]
