@@ -38,6 +38,7 @@ def test_every_saddle_is_reached_once_in_order(gaussian_run):
         assert abs(row["t_run"] / row["t_flow"] - 1) < 0.05  # the run tracks the exact flow at its α
         # ... and is as far from the α → 0 limit as that flow is (docs/theory.md §5: C / log(1/α))
         assert abs(row["t_run"] - row["t_limit"]) <= 1.5 * abs(row["t_flow"] - row["t_limit"]) + 0.01
+        assert abs(row["t_run"] / row["t_limit"] - 1) < 0.03  # every jump, the last (to L = 0) too
     for row in rows[:-1]:  # half-way between jumps the run sits at the saddles' losses
         assert row["loss_run"] == pytest.approx(row["loss_limit"], rel=1e-3)
     assert rows[-1]["loss_run"] < 1e-4  # the last, L = 0, approached exponentially
