@@ -275,11 +275,11 @@ def plateau_probes(path, horizon):
 def test_path_is_the_limit_of_the_positive_network():
     """20 random problems, flow at α = 1e-100 and 1e-300 (docs/nonnegative.md §5): supports equal
     on every plateau clear of the transitions; jump times (flow crossing the midpoint of L(β_{k−1})
-    and L(β_k)) within 3e-2 relative at 1e-100 and, with the C/log(1/α) term extrapolated out from
-    the two α's, within 1e-3 of the limit's."""
+    and L(β_k)) within 3e-2 relative at 1e-100 (median 1e-2), within 1e-2 at 1e-300 and, with the
+    C/log(1/α) term extrapolated out from the two α's, within 1e-3 of the limit's."""
     rng = np.random.default_rng(1)
     plateaus = jumps = 0
-    raw, extrapolated = [], []
+    raw, deepest, extrapolated = [], [], []
     for _ in range(20):
         n, d = int(rng.integers(2, 10)), int(rng.integers(2, 16))
         X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
@@ -299,12 +299,13 @@ def test_path_is_the_limit_of_the_positive_network():
                     assert np.flatnonzero(f.betas[k] > 1e-6).tolist() == path.supports()[k]
         jumps += len(path) - 1
         raw.append(np.abs(crossings[-100] / path.times[1:] - 1).max())
+        deepest.append(np.abs(crossings[-300] / path.times[1:] - 1).max())
         a1, a2 = 100 * math.log(10), 300 * math.log(10)
         rich = (a2 * crossings[-300] - a1 * crossings[-100]) / (a2 - a1)
         extrapolated.append(np.abs(rich / path.times[1:] - 1).max())
     assert plateaus >= 50 and jumps >= 50
-    assert max(raw) <= 3e-2 and np.median(raw) <= 1e-2
-    assert max(extrapolated) <= 1e-3
+    assert max(raw) <= 3e-2 and np.median(raw) <= 1e-2  # C/log(1/α): C up to ~5 at 1e-100
+    assert max(deepest) <= 1e-2 and max(extrapolated) <= 1e-3
 
 
 def test_depth_3_converges_polynomially_to_the_same_limit():
