@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from dlnlab import config
 from dlnlab.checks import exit_on_config_error
+from dlnlab.cli import importable_here
 from dlnlab.config import CONF_DIR
 from dlnlab.plan import build
 from dlnlab.theory import saddle_path
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
+    importable_here()  # a data `_target_` of the user's, as for dlnlab-train
     config.register()
     main()
 
