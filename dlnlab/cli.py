@@ -1,6 +1,7 @@
 """The console scripts' entry points: Hydra parses the command line and composes the config
 before anything heavy is imported, so `--help`, a typo and a bad value answer at once."""
 
+import os
 import sys
 
 import hydra
@@ -35,7 +36,16 @@ def train_main(cfg: DictConfig) -> None:
         sys.exit(1)  # a sweep (or a replica run with some replicas left) goes on
 
 
+def importable_here() -> None:
+    """Let a `_target_` name a module in the directory the command runs from (a user's
+    mymodels.py), as `python train.py` would: a console script does not search it. Searched last,
+    so that a file there never hides an installed package."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def train() -> None:
+    importable_here()
     config.register()
     train_main()
 

@@ -18,7 +18,19 @@ from omegaconf import MISSING, OmegaConf
 
 from dlnlab.checks import ConfigError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/
+
+def find_conf() -> Path:
+    """The YAML: dlnlab/conf/ in an install from a wheel or an sdist (pyproject.toml ships the
+    checkout's conf/ there), else the checkout's own conf/ (an editable install, or a checkout on
+    PYTHONPATH), so that editing conf/ in a checkout takes effect at once."""
+    package = Path(__file__).resolve().parent
+    for conf in (package / "conf", package.parent / "conf"):
+        if (conf / "train.yaml").is_file():
+            return conf
+    return package / "conf"  # where a complete install has it: Hydra's error will name it
+
+
+CONF_DIR = str(find_conf())
 
 
 def _positive(name: str, value, integer: bool = False, zero: bool = False) -> None:

@@ -13,17 +13,19 @@ from omegaconf import DictConfig
 
 from dlnlab import config
 from dlnlab.checks import exit_on_config_error
-from dlnlab.theory import saddle_path
+from dlnlab.cli import importable_here
 from dlnlab.config import CONF_DIR
 from dlnlab.plan import build
+from dlnlab.theory import saddle_path
 
 
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'k':>3} {'t_k':>12} {'loss':>12}  {'in':<10} {'out':<10} support"]
     for row in rows:
+        entering = " ".join(f"+{i}" for i in row["entering"])
+        leaving = " ".join(f"-{i}" for i in row["leaving"])
         lines.append(f"{row['k']:>3} {row['t']:>12.6g} {row['loss']:>12.4e}  "
-                     f"{' '.join(f'+{i}' for i in row['entering']):<10} {' '.join(f'-{i}' for i in row['leaving']):<10} "
-                     f"{{{', '.join(map(str, row['support']))}}}")
+                     f"{entering:<10} {leaving:<10} {{{', '.join(map(str, row['support']))}}}")
     return "\n".join(lines)
 
 
@@ -35,11 +37,14 @@ def main(cfg: DictConfig) -> None:
     rows = path.table()
     print(format_table(rows))
     out = Path(HydraConfig.get().runtime.output_dir) / "saddles.json"
-    out.write_text(json.dumps({"n": len(y), "d": X.shape[1], "converged": path.converged, "saddles": rows}, indent=1))
-    print(f"{len(rows) - 1} jumps{'' if path.converged else ' (incomplete: iteration cap)'} -> {out}")
+    out.write_text(json.dumps({"n": len(y), "d": X.shape[1], "converged": path.converged,
+                               "saddles": rows}, indent=1))
+    incomplete = "" if path.converged else " (incomplete: iteration cap)"
+    print(f"{len(rows) - 1} jumps{incomplete} -> {out}")
 
 
 def cli() -> None:
+    importable_here()  # a data `_target_` of the user's, as for dlnlab-train
     config.register()
     main()
 
