@@ -17,6 +17,11 @@ from dlnlab.checks import ConfigError
 from dlnlab.theory import Flow, SaddlePath, flow, saddle_path
 
 
+class TheoryWarning(UserWarning):
+    """A part of a network's theory that cannot be had (no clock, no limit, no mirror map, a flow
+    that could not be solved): the run goes on without it."""
+
+
 class Reference:
     """The limit (`path`) and the exact flow (`flow`, solved to `horizon` in accelerated time) of
     one network (a dlnlab.record.Replica of `task`)."""
@@ -29,7 +34,7 @@ class Reference:
 
     def _note(self, text: str) -> None:
         prefix = f"{self.replica.name}: " if self.replica.name else ""
-        warnings.warn(prefix + text, stacklevel=3)
+        warnings.warn(prefix + text, TheoryWarning, stacklevel=2)
 
     def _data(self) -> tuple[np.ndarray, np.ndarray]:
         return self.task.X.cpu().double().numpy(), self.task.y.cpu().double().numpy()

@@ -2,7 +2,8 @@
 
 A model is an `nn.Module` whose `beta()` is the effective linear predictor: the network's output is
 `X @ beta()` and its loss is L(β) (docs/theory.md §1.1). That is all a new model needs: it then
-trains by GD or SGD through autograd, alone or as replicas. Each optional hook makes the framework
+trains by GD or SGD through autograd, alone or as replicas. dlnlab builds it as
+`Model(d=<the data's dimension>, **<its YAML's keys>)`. Each optional hook makes the framework
 do more with it; without it:
 
 - `descend(h)`: its closed-form step (a few tensor operations); without, autograd's vector-Jacobian
