@@ -209,8 +209,9 @@ class _Effective:
             except (RuntimeError, ValueError) as e:  # a failed solve: say so, never fatal
                 self.end_point = {"skipped": f"{type(e).__name__}: {e}"}
         if "skipped" in self.end_point:
-            warnings.warn(f"EffectiveAlpha{': ' + replica.name if replica.name else ''}: no end "
-                          f"point comparison ({self.end_point['skipped']})", stacklevel=2)
+            if replica.status != "diverged":  # a diverged run says so itself
+                warnings.warn(f"EffectiveAlpha{': ' + replica.name if replica.name else ''}: no "
+                              f"end point comparison ({self.end_point['skipped']})", stacklevel=2)
         elif replica.tensorboard is not None:
             replica.tensorboard["run"].text("effective/end_point", self.table(),
                                             replica.steps_done)
