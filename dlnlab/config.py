@@ -181,7 +181,8 @@ class EffectiveAlphaConfig:
     # most this times the nominal prediction's error
     threshold: float = MISSING  # figures/end_point.png: coordinates with |β_i| above this
     max_coords: int = MISSING  # ... at most this many
-    figure: bool = MISSING  # draw figures/end_point.png
+    figure: str = MISSING  # figures/end_point.png: converged (when the comparison is), always or
+    # never
 
     def check(self) -> None:
         _positive("hist_every_t", self.hist_every_t)
@@ -189,6 +190,9 @@ class EffectiveAlphaConfig:
         _positive("converged_within", self.converged_within)
         _positive("threshold", self.threshold)
         _positive("max_coords", self.max_coords, integer=True, zero=True)
+        if self.figure not in ("converged", "always", "never"):
+            raise ConfigError(f"figure={self.figure!r} is unknown: use converged (draw "
+                              "figures/end_point.png when the run has converged), always or never")
 
 
 @dataclass

@@ -107,7 +107,7 @@ def sweep(out: Path, quick: bool) -> dict:
             "experiment=large_steps", *optim, f"optim.lr=[{','.join(f'{v:.6g}' for v in lrs)}]",
             f"run.t_max={tau / math.log(1 / alpha):.8g}", "~callbacks.theory",
             "~callbacks.plateaus",  # SGD's noisy loss: most of a run's time in plateau windows
-            "~callbacks.figures", "callbacks.effective_alpha.figure=false",
+            "~callbacks.figures", "callbacks.effective_alpha.figure=never",
             "trainer.enable_progress_bar=false", f"run.output_dir={folder}"))
         runs = []
         for fraction, entry in zip(fractions, summary["replicas"]):

@@ -22,7 +22,7 @@ from dlnlab.plan import build, plan
 from tests.conftest import compose_cfg
 
 BARE = ("~callbacks.plateaus", "~callbacks.coordinates", "~callbacks.theory", "~callbacks.figures",
-        "~callbacks.checkpoints", "callbacks.effective_alpha.figure=false")
+        "~callbacks.checkpoints")
 
 
 class Capture(pl.Callback):
@@ -148,7 +148,7 @@ def test_leaving_the_regime_is_reported_at_exactly_its_step(run, tmp_path, overr
     assert first % block != 0  # inside a block, not at its start
 
     summary = run(*common, f"run.engine={engine}", f"run.steps_per_call={block}",
-                  "callbacks.effective_alpha.figure=false", "~callbacks.figures")
+                  "~callbacks.figures")
     left = summary["left_regime"]
     assert left["step"] == expected and left["max_gamma_g"] == pytest.approx(x[first], rel=1e-9)
     assert summary["steps"] > expected + 50  # training went on
@@ -212,6 +212,7 @@ def test_other_models_are_skipped_with_one_line(run, capsys):
 @pytest.mark.parametrize("override,message", [
     ("callbacks.effective_alpha.max_d=-1", "max_d=-1 must be an integer ≥ 0"),
     ("callbacks.effective_alpha.converged_within=0", "converged_within=0.0 must be a number > 0"),
+    ("callbacks.effective_alpha.figure=yes", "figure='yes' is unknown"),
 ])
 def test_bad_values_name_the_key(tmp_path, override, message):
     with pytest.raises(ConfigError, match=f"callbacks.effective_alpha.{message}"):
@@ -219,7 +220,8 @@ def test_bad_values_name_the_key(tmp_path, override, message):
 
 
 def test_a_run_gets_its_end_point_figure_and_table(run, tmp_path):
-    summary = run("model.alpha=0.1", "optim.lr=0.3", "run.t_max=400", "~callbacks.figures")
+    summary = run("model.alpha=0.1", "optim.lr=0.3", "run.t_max=400", "~callbacks.figures",
+                  "callbacks.effective_alpha.figure=always")
     end = summary["end_point"]
     assert end["converged"] and end["ratio"] > 2
     assert set(end["errors"]) == {"nominal", "effective", "continuation"}

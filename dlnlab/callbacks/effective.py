@@ -32,6 +32,8 @@ class _Tap:
         self.engine, self.last = engine, None
 
     def __getattr__(self, name):  # name, and anything else the engine has
+        if "engine" not in self.__dict__:
+            raise AttributeError(name)
         return getattr(self.__dict__["engine"], name)
 
     def run(self, *args, **kwargs):
@@ -72,12 +74,13 @@ class EffectiveAlpha(NetworkCallback):
       offset log(p/q) (where gradient flow from the run's final state would end: how far the run
       is from converged); as a text table (`effective/end_point`), in summary.json
       (`effective_alpha`, `max_gamma_g`, `left_regime`, `end_point`) and as
-      `figures/end_point.png` (when `figure`). The comparison counts as converged when the run is
-      within `converged_within` × (the nominal prediction's error) of its own end point.
+      `figures/end_point.png` (`figure`: "converged", the default, draws it when the comparison
+      counts as converged, "always" or "never"; about 0.8 s). The comparison counts as converged
+      when the run is within `converged_within` × (the nominal prediction's error) of its own end.
     """
 
     def __init__(self, *, hist_every_t: float, max_d: int, converged_within: float,
-                 threshold: float, max_coords: int, figure: bool):
+                 threshold: float, max_coords: int, figure: str):
         self.hist_every_t, self.max_d, self.converged_within = hist_every_t, max_d, converged_within
         self.threshold, self.max_coords, self.figure = threshold, max_coords, figure
         self.tap: _Tap | None = None
@@ -125,11 +128,16 @@ class _Effective:
         self.left: dict | None = None  # the step that left the regime
         self.histograms = 0
         self.end_point: dict | None = None
+        self.predictions: dict = {}  # the predicted β (for the figure)
 
     # During the run
 
     def update(self, trajectory, steps) -> None:
         e, k = self.replica.index, len(trajectory.losses)
+        if steps is None or steps.h_max is None:  # an engine that does not report it
+            raise RuntimeError(f"EffectiveAlpha needs the engine's every-step ‖h‖∞ "
+                               f"(dlnlab.engines.Steps.h_max); {type(steps).__name__} has none: "
+                               "remove the callback with ~callbacks.effective_alpha")
         x = self.c * steps.h_max[e, :k].cpu().double().numpy()
         if len(x):
             with np.errstate(invalid="ignore"):
@@ -183,7 +191,8 @@ class _Effective:
         beyond = 10 + np.log(np.maximum(t, knee) / knee) / math.log(1.1)
         due = np.floor(np.where(t < knee, t / every, beyond))
         for j in np.flatnonzero(due >= self.histograms):
-            finite = g[j][np.isfinite(g[j])]
+            finite = np.round(g[j][np.isfinite(g[j])], 9)  # a spread below 1e-9 is one bin:
+            # numpy's "auto" bins fail on a range of a few ulps
             if due[j] >= self.histograms and len(finite):
                 tb["run"].histogram("effective/gain", finite, int(steps[j]))
                 self.histograms = int(due[j]) + 1
@@ -217,33 +226,50 @@ class _Effective:
                                             replica.steps_done)
 
     def _end_point(self) -> dict:
+        """The errors of the three predictions; the β they predict go to `self.predictions` (for
+        the figure: not to summary.json, whose tiny entries carry the solves' tolerance)."""
         a, b = self._factors()
         beta = a * a - b * b
         X, y = self.X, self.y
+        # Below this an error is the solves' tolerance (rtol 1e-10 on the constraint), not a
+        # distance: reported as 0, so that runs equal to rounding report equal numbers.
+        resolution = 1e-9 * max(float(np.abs(beta).max()), np.finfo(float).tiny)
 
         def error(prediction):
-            return None if prediction is None else float(np.abs(beta - prediction).max())
+            if prediction is None:
+                return None
+            e = float(np.abs(beta - prediction).max())
+            return e if e >= resolution else 0.0
 
         nominal = hyperbolic_minimizer(X, y, self.initial)
         effective = continuation = None
         if self.left is None and np.all((a > 0) & (b > 0)):
             alpha_eff = self.initial * gains(a, b, self.initial)
             effective = hyperbolic_minimizer(X, y, alpha_eff)
-            continuation = hyperbolic_minimizer(X, y, alpha_eff, offset=np.log(a) - np.log(b))
+            continuation = hyperbolic_minimizer(X, y, alpha_eff,
+                                                offset=self._null(np.log(a) - np.log(b)))
+        self.predictions = {"nominal α": nominal, "α_eff": effective}
         errors = {"nominal": error(nominal), "effective": error(effective),
                   "continuation": error(continuation)}
-        result = {"errors": errors, "converged": None, "ratio": None,
-                  "beta_nominal": nominal.tolist(),
-                  "beta_effective": None if effective is None else effective.tolist()}
+        result = {"errors": errors, "converged": None, "ratio": None, "resolution": resolution}
         if continuation is not None:
             result["converged"] = bool(errors["continuation"]
                                        <= self.settings.converged_within * errors["nominal"])
-            floor = max(errors["effective"], errors["continuation"])
-            result["ratio"] = errors["nominal"] / floor if floor > 0 else math.inf
+            result["ratio"] = errors["nominal"] / max(errors["effective"],
+                                                      errors["continuation"], resolution)
         else:
             result["reason"] = (f"left the regime at step {self.left['step']}" if self.left
                                 else "a factor is not positive")
         return result
+
+    def _null(self, offset: np.ndarray) -> np.ndarray:
+        """The part of an offset outside range(Xᵀ), the only part that moves the minimiser
+        (docs/large-steps.md §3): log(p/q) itself reaches hundreds at small α, where the solver's
+        first iterate overflows."""
+        if not hasattr(self, "_rows"):
+            _, S, Vt = np.linalg.svd(self.X, full_matrices=False)
+            self._rows = Vt[:int(np.sum(S > max(self.X.shape) * np.finfo(float).eps * S[0]))]
+        return offset - self._rows.T @ (self._rows @ offset)
 
     def table(self) -> str:
         """The end-point comparison as a markdown table."""
@@ -274,7 +300,9 @@ class _Effective:
         return out
 
     def draw(self, task) -> None:
-        if not self.settings.figure or self.end_point is None or "skipped" in self.end_point:
+        end, when = self.end_point, self.settings.figure
+        if end is None or "skipped" in end or when == "never" or (
+                when == "converged" and not end["converged"]):
             return
         from dlnlab import plots  # matplotlib: only when drawing
 
@@ -291,9 +319,8 @@ class _Effective:
 
         a, b = self._factors()
         beta, e = a * a - b * b, self.end_point
-        predictions = {"nominal α": (e["beta_nominal"], "tab:orange"),
-                       "α_eff": (e["beta_effective"], "tab:green")}
-        predictions = {k: (np.asarray(v), c) for k, (v, c) in predictions.items() if v is not None}
+        colours = {"nominal α": "tab:orange", "α_eff": "tab:green"}
+        predictions = {k: (v, colours[k]) for k, v in self.predictions.items() if v is not None}
         scale = np.max([np.abs(beta)] + [np.abs(v) for v, _ in predictions.values()], axis=0)
         shown = [int(i) for i in np.argsort(-scale) if scale[i] > self.settings.threshold]
         shown = sorted(shown[:self.settings.max_coords])
@@ -316,10 +343,12 @@ class _Effective:
                      fontsize=8.5)
         ax = axes[1]
         for (name, (values, colour)), offset in zip(predictions.items(), (-0.15, 0.15)):
-            ax.bar(x + offset, np.abs(values - beta)[shown], width=0.3, color=colour, label=name)
+            ax.bar(x + offset, np.maximum(np.abs(values - beta), e["resolution"])[shown],
+                   width=0.3, color=colour, label=name)
         if e["errors"]["continuation"] is not None:
-            ax.axhline(max(e["errors"]["continuation"], 1e-300), color="0.3", ls="--", lw=1,
-                       label="flow from the final state (convergence)")
+            ax.axhline(max(e["errors"]["continuation"], e["resolution"]), color="0.3", ls="--",
+                       lw=1, label="flow from the final state (convergence; floor: the solves' "
+                       "resolution)")
         ax.set_yscale("log")
         ax.set_xticks(x, [str(i) for i in shown])
         ax.set_ylabel("|prediction − run|")
