@@ -278,3 +278,15 @@ def test_the_stable_step_is_the_flows_largest():
         rows = None if batch is None else [np.array([i]) for i in range(len(y))]
         assert stable_step(X, y, 0.1, batch) == pytest.approx(along_the_flow(X, y, 0.1, rows),
                                                               rel=5e-3)
+
+
+def test_the_end_point_at_a_tiny_alpha(run):
+    """At α = 1e-100, log(p/q) reaches hundreds: the offset's part outside range(Xᵀ) is what the
+    solve gets (the whole of it overflowed its first iterate)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        summary = run("model.alpha=1e-100", "optim.lr=0.05", "run.t_max=2", "~callbacks.figures",
+                      "~callbacks.theory", "~logger")
+    assert all(v is not None for v in summary["end_point"]["errors"].values())
