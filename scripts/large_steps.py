@@ -224,7 +224,8 @@ def report(result: dict, out: Path, seconds: float) -> str:
              "left the regime, at the step given); ‖Xβ − y‖₂/‖y‖₂; recovery ‖β_∞ − β*‖₂; the "
              "gain α_eff/α on the support (mean) and off it (mean); ‖β_∞ − β_pred‖∞ with the "
              "nominal α and with α_eff, and the run's distance to its own end point (gradient "
-             "flow from its final state); their ratio; converged (that distance ≤ 0.1 × the "
+             "flow from its final state; 0: below the solves' resolution, 1e-9‖β‖∞); their "
+             "ratio; converged (that distance ≤ 0.1 × the "
              "nominal error).", ""]
     support = set(result["support"])
     for method, m in result["methods"].items():

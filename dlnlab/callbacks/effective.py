@@ -353,7 +353,8 @@ class _Effective:
         ax.set_xticks(x, [str(i) for i in shown])
         ax.set_ylabel("|prediction − run|")
         ax.set_xlabel("coordinate i (the largest of run and predictions)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7.5, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  frameon=False)
         ax = axes[2]
         g = gains(a, b, self.initial)
         ax.bar(np.arange(len(g)), np.nan_to_num(g, nan=0.0), width=0.8, color="0.55")
