@@ -183,6 +183,32 @@ class FiguresConfig:
 
 
 @dataclass
+class EffectiveAlphaConfig:
+    """The effective initialisation of depth-2 networks and the end point it predicts
+    (dlnlab/callbacks/effective.py, docs/large-steps.md)."""
+
+    _target_: str = "dlnlab.callbacks.EffectiveAlpha"
+    hist_every_t: float = MISSING  # a histogram of the gain α_eff/α_eff(0) this often in t
+    max_d: int = MISSING  # compare the end point with the theory when d ≤ this (a Newton solve)
+    converged_within: float = MISSING  # converged: the flow from the final state moves β by at
+    # most this times the nominal prediction's error
+    threshold: float = MISSING  # figures/end_point.png: coordinates with |β_i| above this
+    max_coords: int = MISSING  # ... at most this many
+    figure: str = MISSING  # figures/end_point.png: converged (when the comparison is), always or
+    # never
+
+    def check(self) -> None:
+        _positive("hist_every_t", self.hist_every_t)
+        _positive("max_d", self.max_d, integer=True, zero=True)
+        _positive("converged_within", self.converged_within)
+        _positive("threshold", self.threshold)
+        _positive("max_coords", self.max_coords, integer=True, zero=True)
+        if self.figure not in ("converged", "always", "never"):
+            raise ConfigError(f"figure={self.figure!r} is unknown: use converged (draw "
+                              "figures/end_point.png when the run has converged), always or never")
+
+
+@dataclass
 class CheckpointsConfig:
     _target_: str = "dlnlab.callbacks.Checkpoints"
     every_t: float = MISSING  # checkpoints/last.ckpt this often in accelerated time,
@@ -206,7 +232,7 @@ class LossFileConfig:
 CALLBACKS = {"loss_logger": LossLoggerConfig, "plateaus": PlateauLoggerConfig,
              "coordinates": ActiveCoordinatesConfig, "theory": TheoryOverlayConfig,
              "figures": FiguresConfig, "checkpoints": CheckpointsConfig,
-             "loss_file": LossFileConfig}
+             "loss_file": LossFileConfig, "effective_alpha": EffectiveAlphaConfig}
 
 
 @dataclass

@@ -69,6 +69,9 @@ class Steps:
     record_steps: list[np.ndarray]  # row e's recorded global steps
     betas: list[torch.Tensor]  # row e's β at them (a row each)
     recorded: list[dict[str, torch.Tensor]]  # row e's parameters at them, by name
+    h_max: torch.Tensor | None = None  # (E, k): row e's ‖h‖∞ at each step, h = lr·∇L_B(β) as
+    # descend(h) takes it (NaN where the row took no step); at depth 2, a ← a(1 − c·h): a step
+    # with c·|h_i| ≥ 1 flips a sign (docs/large-steps.md §4)
 
 
 def recorded_steps(first: int, end: int, every: int) -> np.ndarray:
@@ -93,6 +96,7 @@ class TorchEngine:
         everything = stack.stacked()
         names = [name for name, _ in stack.network.named_parameters()]
         losses = X.new_full((E, k), float("nan"))
+        h_max = X.new_full((E, k), float("nan"))
         snapshots: list[tuple[int, list[int], dict]] = []  # (j, rows, their β and parameters)
         orders, pos = sampler.plan(k)
         epoch = 0
@@ -105,7 +109,8 @@ class TorchEngine:
                 records = {j: r for j, r in records.items() if r}
                 scale = [lrs[e] / sampler.batch for e in rows]
                 epoch, pos = self._steps(stack, values, names, X, y, orders, epoch, pos, sampler,
-                                         start, stop, scale, losses, rows, records, snapshots)
+                                         start, stop, scale, losses, h_max, rows, records,
+                                         snapshots)
                 if not whole:
                     for n, t in everything.items():
                         t[rows] = values[n]
@@ -120,16 +125,17 @@ class TorchEngine:
             betas.append(row.pop("β"))
             recorded.append(row)
             steps.append(recorded_steps(first, ends[e], every[e]))
-        return Steps(losses, steps, betas, recorded)
+        return Steps(losses, steps, betas, recorded, h_max)
 
     @staticmethod
     def _steps(stack, values, names, X, y, orders, epoch, pos, sampler, start, stop, scale,
-               losses, rows, records, snapshots):
+               losses, h_max, rows, records, snapshots):
         """Steps start .. stop − 1 of the rows `rows` (tensors `values`), two products each."""
         m, (n, d) = len(rows), X.shape
         beta_of, descend = _operations(stack, values)
         residuals, H = X.new_empty((m, n)), X.new_empty((m, d))
         block = X.new_empty((stop - start, m))  # ‖r‖² of each row at each step
+        tops = X.new_empty((stop - start, m))  # ‖h‖∞ of each row at each step
         uniform = len(set(scale)) == 1
         alpha, lr = (scale[0] if uniform else 1.0), X.new_tensor(scale)[:, None]
         batch, shuffle = sampler.batch, sampler.shuffle
@@ -137,7 +143,7 @@ class TorchEngine:
         if shuffle:
             torch.index_select(X, 0, orders[epoch], out=Xs)
             torch.index_select(y, 0, orders[epoch], out=ys)
-        addmm, vecdot = torch.addmm, torch.linalg.vecdot
+        addmm, vecdot, norm = torch.addmm, torch.linalg.vecdot, torch.linalg.vector_norm
         for j in range(start, stop):
             if shuffle and pos + batch > n:
                 epoch, pos = epoch + 1, 0
@@ -152,10 +158,12 @@ class TorchEngine:
             addmm(H, R[:, pos:pos + batch], Xs[pos:pos + batch], beta=0, alpha=alpha, out=H)
             if not uniform:
                 H.mul_(lr)
+            norm(H, float("inf"), dim=1, out=tops[j - start])
             descend(H)
             if shuffle:
                 pos += batch
         losses[rows, start:stop] = block.T * (0.5 / n)
+        h_max[rows, start:stop] = tops.T
         return epoch, pos
 
 
@@ -197,19 +205,21 @@ class FusedEngine:
         dtype = a.dtype
         losses = np.full((k, E), np.nan, dtype)
         counts = np.zeros(E, np.int64)
+        h_max = np.full((k, E), np.nan, dtype)
         rec_beta, rec_a, rec_b = (np.empty((E, k // min(every) + 1, a.shape[1]), dtype)
                                   for _ in range(3))
         epoch, pos = kernel.power_steps(
             kernel.Problem(X.numpy(), y.numpy()),
             kernel.Networks(a, b, depth, c, np.array(lrs, dtype) / sampler.batch, np.array(ends)),
             kernel.Batches(orders.numpy(), sampler.batch, pos, sampler.shuffle),
-            kernel.Records(first, np.array(every), losses, rec_beta, rec_a, rec_b, counts))
+            kernel.Records(first, np.array(every), losses, rec_beta, rec_a, rec_b, counts), h_max)
         sampler.advance(orders, epoch, pos)
         recorded = [{a_name: torch.from_numpy(rec_a[e, :counts[e]]),
                      b_name: torch.from_numpy(rec_b[e, :counts[e]])} for e in range(E)]
         betas = [torch.from_numpy(rec_beta[e, :counts[e]]) for e in range(E)]
         steps = [recorded_steps(first, ends[e], every[e]) for e in range(E)]
-        return Steps(torch.from_numpy(np.ascontiguousarray(losses.T)), steps, betas, recorded)
+        return Steps(torch.from_numpy(np.ascontiguousarray(losses.T)), steps, betas, recorded,
+                     torch.from_numpy(np.ascontiguousarray(h_max.T)))
 
 
 ENGINES = {"torch": TorchEngine, "fused": FusedEngine}

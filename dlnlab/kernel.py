@@ -26,15 +26,21 @@ SGD (a step that finds no full batch left starts the next order) or GD (all rows
 Records = namedtuple("Records", "first every losses beta a b counts")
 """first: the global step of the block's first step; every (E,): row e records β, a and b at global
 steps that are multiples of every[e], into beta[e], a[e], b[e] (counts[e] so far); losses (k, E):
-row e's loss at each step before its update."""
+row e's loss at each step before its update.
+
+h_max (k, E), optional (power_steps' last argument): row e's ‖h‖∞ at each step, h = lr·∇L_B(β) as
+`DiagonalNetwork.descend(h)` takes it (the update is a ← a(1 − c·h) at depth 2: a sign flips when
+c·|h_i| ≥ 1, docs/large-steps.md §4)."""
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def power_steps(problem, networks, batches, records):
+def power_steps(problem, networks, batches, records, h_max=None):
     """len(records.losses) steps of the stack; returns (epochs started, final position).
 
     Step j, row e: β = a^L − b^L; the residual r = Xβ − y over all n rows in the epoch's order gives
-    the loss ‖r‖²/2n; the gradient sums over rows pos .. pos + batch of that order, times scales[e].
+    the loss ‖r‖²/2n; the gradient sums over rows pos .. pos + batch of that order, times scales[e]
+    (and its largest entry goes to h_max[j, e] when h_max is given: numba compiles the loop without
+    it when it is None).
     """
     X, y = problem
     a, b, depth, c, scales, ends = networks
@@ -77,6 +83,13 @@ def power_steps(problem, networks, batches, records):
                 h = c * scales[e] * g[i]
                 ae[i] -= h * ae[i] ** (depth - 1)
                 be[i] += h * be[i] ** (depth - 1)
+            if h_max is not None:
+                top = 0.0
+                for i in range(d):
+                    v = abs(g[i])
+                    if not v <= top:  # NaN too
+                        top = v
+                h_max[j, e] = scales[e] * top
         if shuffle:
             pos += batch
     return epoch, pos

@@ -22,6 +22,9 @@ def test_the_issue_s_experiments_exist():
 def test_each_experiment_runs_with_a_short_horizon(run, name):
     summary = run(f"experiment={name}", "run.t_max=0.3", "~callbacks.figures")
     assert summary["status"] == "completed" and summary["t_reached"] >= 0.3
+    if name == "large_steps":  # α = 0.1: no saddle plateaus (its checks: tests/test_large_steps.py)
+        assert summary["left_regime"] is None and summary["effective_alpha"]["min"] < 1
+        return
     assert summary["saddles"][0]["loss_run"] == pytest.approx(summary["saddles"][0]["loss_limit"], rel=1e-4)
 
 
