@@ -55,8 +55,22 @@ def train_main(cfg: DictConfig) -> int:
     return status
 
 
-GROUP_OPTIONS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
-                 "--experimental-rerun")
+OPTIONS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+           "--experimental-rerun")  # Hydra's options that take a value
+
+
+def command_line(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(the overrides, Hydra's options with their values) of a command line, as Hydra splits it."""
+    overrides, options = [], {}
+    args = iter(argv)
+    for arg in args:
+        if arg in OPTIONS:
+            options[arg] = next(args, "")
+        elif arg.startswith("-"):
+            options[arg] = ""
+        elif "=" in arg:
+            overrides.append(arg)
+    return overrides, options
 
 
 def check_group_overrides(argv: list[str]) -> None:
@@ -64,18 +78,9 @@ def check_group_overrides(argv: list[str]) -> None:
     line instead, with the way to remove a group (`~logger`), exit 2."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    dirs, skip = [Path(CONF_DIR)], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if arg in GROUP_OPTIONS:
-            skip = True
-            if arg in ("-cd", "--config-dir") and i + 1 < len(argv):
-                dirs.append(Path(argv[i + 1]))
-            continue
-        if arg.startswith("-") or "=" not in arg:
-            continue
+    overrides, options = command_line(argv)
+    dirs = [Path(CONF_DIR)] + [Path(options[o]) for o in ("-cd", "--config-dir") if o in options]
+    for arg in overrides:
         try:
             (override,) = OverridesParser.create().parse_overrides([arg])
         except Exception:
@@ -96,10 +101,36 @@ def importable_here() -> None:
         sys.path.append(os.getcwd())
 
 
+def check_interpolations(argv: list[str]) -> None:
+    """An override holding an interpolation that cannot resolve (`run.t_max=${nope}`) fails inside
+    Hydra, with a traceback, when the run directory is named after the overrides: composed and
+    resolved here first, it is one line, exit 2. (A sweep's points are checked by SweepCheck.)"""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import setup_globals
+
+    overrides, options = command_line(argv)
+    multirun = {"-m", "--multirun"} & set(options)
+    other_conf = {"-cp", "--config-path", "-cd", "--config-dir"} & set(options)
+    if multirun or other_conf or not any("${" in o for o in overrides) or \
+            any("${hydra:" in o for o in overrides):  # that one resolves only inside the run
+        return
+    name = options.get("-cn") or options.get("--config-name") or "train"
+    setup_globals()  # Hydra's resolvers (now, hydra), as hydra.main registers them
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(name, overrides=overrides)
+    except Exception:
+        return  # Hydra reports it
+    with exit_on_config_error(PROGRAM):
+        sweeps.resolve(cfg)
+
+
 def train() -> None:
+    argv = sys.argv[1:]
     importable_here()
-    check_group_overrides(sys.argv[1:])
+    check_group_overrides(argv)
     config.register()
+    check_interpolations(argv)
     train_main()
 
 

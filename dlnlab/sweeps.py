@@ -119,7 +119,11 @@ def run_job(cfg: DictConfig, run) -> int:
         return 1
     summary = read_summary(out / "summary.json") or {}
     if summary.get("status") == "interrupted" and summary.get("signal"):
-        (sweep / STOP).write_text(summary["signal"] + "\n")  # the jobs still to come skip
+        try:
+            (sweep / STOP).write_text(summary["signal"] + "\n")  # the jobs still to come skip
+        except OSError as e:
+            print(f"{PROGRAM}: error: cannot write {sweep / STOP}: {e.strerror or e}",
+                  file=sys.stderr)
     return status
 
 
@@ -133,7 +137,9 @@ def record_failure(path: Path, message: str, cfg: DictConfig) -> None:
         except OmegaConfBaseException:
             config = OmegaConf.to_container(cfg, resolve=False)
         summary = {"config": config}
-    summary["status"], summary["message"] = "failed", summary.get("message") or message
+    if summary.get("status") != "failed" or not summary.get("message"):
+        summary["message"] = message  # (a run that failed in fit has its own already)
+    summary["status"] = "failed"
     try:
         write_json(path, summary)
     except ConfigError as e:  # a full disk: say so, the sweep goes on

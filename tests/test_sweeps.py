@@ -51,12 +51,17 @@ def summaries(folder: Path) -> dict[str, dict]:
             for path in folder.glob("*/summary.json")}
 
 
-@pytest.mark.parametrize("launcher", ["basic", "local"])
+LAUNCHERS = {"basic": [], "local": ["hydra/launcher=local"],
+             "slurm": ["hydra/launcher=slurm", "hydra.launcher.partition=none"]}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_bad_points_are_all_listed_and_nothing_runs(tmp_path, launcher):
-    """1e-5 and 1e-10 are valid, 2 and 1e-200 not: exit 2, one line per bad point, no job run."""
+    """1e-5 and 1e-10 are valid, 2 and 1e-200 not: exit 2, one line per bad point, no job run
+    (with SLURM: nothing submitted)."""
     out = tmp_path / "sweep"
-    proc = sweep(tmp_path, *FAST, *(["hydra/launcher=local"] if launcher == "local" else []),
-                 "model.alpha=1e-5,2,1e-10,1e-200", f"hydra.sweep.dir={out}", timeout=120)
+    proc = sweep(tmp_path, *FAST, *LAUNCHERS[launcher], "model.alpha=1e-5,2,1e-10,1e-200",
+                 f"hydra.sweep.dir={out}", timeout=120)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dlnlab-train:")]
     assert errors == [
@@ -104,6 +109,26 @@ def test_a_failing_job_keeps_its_summary_and_the_others_run(tmp_path, launcher):
     assert f"dlnlab-train: sweep: 3 jobs: 2 completed, 1 failed -> {out}" in proc.stdout
     listed = json.loads((out / "jobs.json").read_text())["jobs"]
     assert [job["dir"] for job in listed] == sorted(p.name for p in out.glob("[0-9]_*"))
+
+
+@pytest.mark.slow
+def test_submitit_sweep_pickles_each_job_and_aggregates(tmp_path):
+    """The SLURM launcher's plugin with its local executor (hydra/launcher=submitit_local): each
+    job pickled and run in its own process with its own submitit folder. Job 1 crashes: its
+    summary says so, job 0 completes, the sweep exits 1, and the aggregation lists both."""
+    out = tmp_path / "sweep"
+    proc = sweep(tmp_path, *FAST, "hydra/launcher=submitit_local", "model.alpha=1e-5,1e-10",
+                 "+callbacks.boom._target_=tests.test_sweeps.Boom", "+callbacks.boom.alpha=1e-10",
+                 f"hydra.sweep.dir={out}")
+    assert proc.returncode == 1, proc.stderr
+    found = summaries(out)
+    assert found["0"]["status"] == "completed" and found["0"]["saddles"]
+    assert found["1"]["status"] == "failed" and found["1"]["message"].startswith("boom at step")
+    assert len(list((out / ".submitit").glob("*/*.pkl"))) >= 2  # the pickled jobs
+    assert f"dlnlab-train: sweep: 2 jobs: 1 completed, 1 failed -> {out}" in proc.stdout
+    rows = aggregate(out)
+    assert [(r["alpha"], r["status"]) for r in rows] == [(1e-10, "failed"), (1e-05, "completed")]
+    assert "did not complete" in (out / "aggregate.md").read_text()
 
 
 def test_aggregate_lists_failed_and_missing_jobs(tmp_path, capsys):
