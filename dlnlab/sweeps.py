@@ -14,7 +14,10 @@ stops the others, and the sweep ends saying which jobs did not complete.
   status, so that the launcher goes on with the other jobs.
 - A job interrupted by a signal leaves `.interrupted` in the sweep folder (the signal's name):
   jobs that have not started yet then skip (missing), so that Ctrl-C stops the sweep, not only
-  the job that is running.
+  the job that is running. When the jobs run in other processes (joblib, submitit), the sweep's
+  own process catches SIGINT and SIGTERM too: it marks the sweep and waits for the running jobs
+  (which the terminal's Ctrl-C reaches as well) to stop at the end of their block with their
+  summaries, instead of dying and taking them down; a second Ctrl-C quits at once.
 
 Torch-free: the checks answer before torch or Lightning is imported.
 """
@@ -42,6 +45,7 @@ PROGRAM = "dlnlab-train"
 JOBS = "jobs.json"  # the sweep's jobs (num, overrides, dir), written before any job starts
 STOP = ".interrupted"  # in the sweep folder: a job was stopped by this signal; no new job starts
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 def check(cfg: DictConfig):
@@ -109,6 +113,16 @@ def run_job(cfg: DictConfig, run) -> int:
         return 128 + signal.Signals[stopped].value
     try:
         status = run(cfg)
+    except KeyboardInterrupt:  # Ctrl-C before the run's own handlers (or after them)
+        return interrupted(sweep, name, "SIGINT")
+    except SystemExit as e:  # Lightning exits 1 on a KeyboardInterrupt inside fit, and ignores
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # SIGINT from then on
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            return interrupted(sweep, name, "SIGINT")
+        code = e.code if isinstance(e.code, int) and e.code else 1
+        print(f"{PROGRAM}: error: {name} exited with status {code}", file=sys.stderr)
+        record_failure(out / "summary.json", f"the run exited with status {code}", cfg)
+        return code
     except Exception as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if not isinstance(e, ConfigError):
@@ -119,12 +133,39 @@ def run_job(cfg: DictConfig, run) -> int:
         return 1
     summary = read_summary(out / "summary.json") or {}
     if summary.get("status") == "interrupted" and summary.get("signal"):
-        try:
-            (sweep / STOP).write_text(summary["signal"] + "\n")  # the jobs still to come skip
-        except OSError as e:
-            print(f"{PROGRAM}: error: cannot write {sweep / STOP}: {e.strerror or e}",
-                  file=sys.stderr)
+        stop(sweep, summary["signal"])  # the jobs still to come skip
     return status
+
+
+def stop(sweep: Path, name: str) -> None:
+    """Mark the sweep interrupted by signal `name`: jobs that have not started skip."""
+    try:
+        (sweep / STOP).write_text(name + "\n")
+    except OSError as e:
+        print(f"{PROGRAM}: error: cannot write {sweep / STOP}: {e.strerror or e}",
+              file=sys.stderr)
+
+
+def interrupted(sweep: Path, name: str, sig: str) -> int:
+    print(f"{PROGRAM}: {name} interrupted ({sig}) before its summary", file=sys.stderr)
+    stop(sweep, sig)
+    return 128 + signal.Signals[sig].value
+
+
+_parent_handlers: dict = {}  # the sweep process's own handlers while its jobs run elsewhere
+
+
+def _stop_sweep(sweep: Path):
+    """The sweep process's handler when its jobs run in other processes (joblib, submitit): no
+    new job starts, the running ones (which the terminal's Ctrl-C reaches too) stop at the end of
+    their block with their summaries, and the sweep waits for them instead of killing them."""
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        stop(sweep, name)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C quits at once
+        print(f"\n{PROGRAM}: {name}: no new job starts; the running ones stop at the end of "
+              "their block, with their summaries (Ctrl-C again to quit at once)", file=sys.stderr)
+    return handler
 
 
 def record_failure(path: Path, message: str, cfg: DictConfig) -> None:
@@ -198,8 +239,17 @@ class SweepCheck(Callback):
                           **kwargs) -> None:
         self.sweep = Path(str(config.hydra.sweep.dir))
         jobs = expand(config)
-        if jobs is None:
-            return
+        if jobs is not None:
+            self._check_all(config, config_name, jobs)
+        (self.sweep / STOP).unlink(missing_ok=True)  # (a sweep run again into its folder)
+        if OmegaConf.select(config, "hydra.launcher._target_") != BASIC_LAUNCHER:
+            handler = _stop_sweep(self.sweep)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                _parent_handlers[sig] = signal.signal(sig, handler)
+
+    def _check_all(self, config: DictConfig, config_name: str | None,
+                   jobs: list[list[str]]) -> None:
+        """Every job checked: any bad one listed with the others, exit 2; else jobs.json."""
         keys = varying(config)
         hydra_overrides = list(OmegaConf.to_container(config.hydra.overrides.hydra))
         errors, self.jobs = [], []
@@ -227,7 +277,6 @@ class SweepCheck(Callback):
                   "nothing was run; fix or drop them", file=sys.stderr)
             sys.exit(2)
         self.sweep.mkdir(parents=True, exist_ok=True)
-        (self.sweep / STOP).unlink(missing_ok=True)
         write_json(self.sweep / JOBS, {"jobs": self.jobs})
 
     def _check(self, config: DictConfig, config_name: str | None, hydra_overrides: list[str],
@@ -252,6 +301,9 @@ class SweepCheck(Callback):
         return os.path.relpath(out, str(cfg.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        for sig, handler in _parent_handlers.items():
+            signal.signal(sig, handler)
+        _parent_handlers.clear()
         if self.sweep is None:
             return
         report = outcome(self.sweep, self.result)
@@ -281,11 +333,19 @@ def jobs(root: Path, result: str = "summary.json") -> list[dict]:
         found.append({
             "job": str(folder.relative_to(root)) if folder != root else ".",
             "status": summary.get("status", "completed") if summary else "missing",
-            "message": (summary or {}).get("message")
-            or (None if summary else f"no {result}: the job did not start or was killed"),
+            "message": (summary or {}).get("message") or _why(folder, summary, result),
             "summary": summary,
         })
     return found
+
+
+def _why(folder: Path, summary: dict | None, result: str) -> str | None:
+    if summary is None:
+        return f"no {result}: the job did not start or was killed"
+    if summary.get("status") == "interrupted":
+        return (f"stopped by {summary.get('signal') or 'a request'}: resume with "
+                f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}")
+    return None
 
 
 def outcome(root: Path, result: str = "summary.json") -> dict:

@@ -187,6 +187,34 @@ def test_sigterm_stops_the_sweep_with_143(tmp_path):
     assert f"dlnlab-train: missing: {missing.name}: no summary.json" in stderr
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_a_joblib_sweep_keeps_the_running_jobs_summaries(tmp_path):
+    """Ctrl-C in the terminal reaches the sweep and its joblib workers: the two running jobs stop
+    at the end of their block with their summaries (interrupted, SIGINT) instead of being killed
+    with the sweep, job 2 never starts, and the sweep exits 130."""
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        command("-m", *FAST[:2], "run.t_max=1000", "run.engine=torch", "hydra/launcher=local",
+                "model.alpha=1e-30,1e-20,1e-10", f"hydra.sweep.dir={out}",
+                "+callbacks.losses._target_=dlnlab.callbacks.LossFile"),
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        wait_for(lambda: sum(p.stat().st_size > 0 for p in out.glob("*/losses.f64")) == 2, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    found = summaries(out)
+    assert {key: (s["status"], s["signal"]) for key, s in found.items()} == \
+        {"0": ("interrupted", "SIGINT"), "1": ("interrupted", "SIGINT")}
+    assert "Traceback" not in stderr
+    assert "dlnlab-train: sweep: 3 jobs: 2 interrupted, 1 missing" in stdout
+    assert "stopped by SIGINT: resume with ckpt_path=" in stderr
+
+
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not condition():
