@@ -5,7 +5,8 @@ Exit status of dlnlab-train: 0 completed; 1 diverged (every replica) or failed; 
 error (one line naming the value and the fix, nothing run); 128 + the signal when interrupted
 (130 Ctrl-C, 143 SIGTERM; the run still writes its checkpoint, summary and figures). With -m
 (a sweep, dlnlab.sweeps): 2 if any point is invalid (all are listed, no job runs), else each job
-runs whatever the others do and the sweep exits 1 if any failed or left no summary.
+runs whatever the others do and the sweep exits 1 if any failed or left no summary (or all
+diverged), 128 + the signal if interrupted.
 """
 
 import os

@@ -369,5 +369,6 @@ def outcome(root: Path, result: str = "summary.json") -> dict:
     elif found and all(job["summary"] and exit_status(job["summary"]) for job in found):
         status = 1  # every job diverged
     text = ", ".join(f"{n} {status_}" for status_, n in sorted(counts.items()))
-    return {"jobs": found, "lines": lines, "counts": f"{len(found)} jobs: {text}",
+    jobs_ = f"{len(found)} job{'' if len(found) == 1 else 's'}"
+    return {"jobs": found, "lines": lines, "counts": f"{jobs_}: {text}",
             "status": status}
