@@ -1,5 +1,6 @@
-"""Aggregate a sweep: every summary.json under a folder (a multirun's jobs, a replica run's replicas) into one
-table (markdown and CSV) and one figure.
+"""Aggregate a sweep: every summary.json under a folder (a multirun's jobs, a replica run's
+replicas) into one table (markdown and CSV) and one figure; jobs that failed, were interrupted or
+left no summary.json (missing) are listed too.
 
     python scripts/aggregate.py outputs/multirun/<sweep>      (or dlnlab-aggregate)
 
@@ -7,9 +8,10 @@ Per job: α, step size, status, saddles reached, and per jump k (docs/theory.md 
   the jump-time error against the α → 0 limit, |t_run,k − t_limit,k| / t_limit,k, and that times
   log(1/α), which tends to a constant per jump as α → 0 (jump times converge like C_k / log(1/α));
   the same for the exact flow at the run's α (the α part alone, free of step-size error);
-  the step-size error against the exact flow at the same α, |t_run,k − t_flow,k| / t_flow,k (O(lr));
-and the saddle-value error, max_k |L_run − L_limit| / L_limit over the saddles the run reached (its loss
-half-way between its jumps into and out of saddle k).
+  the step-size error against the exact flow at the same α, |t_run,k − t_flow,k| / t_flow,k
+  (O(lr));
+and the saddle-value error, max_k |L_run − L_limit| / L_limit over the saddles the run reached (its
+loss half-way between its jumps into and out of saddle k).
 Errors are compared jump by jump: a slow late jump that some runs do not reach is not mixed in.
 """
 
@@ -25,8 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLUMNS = ["job", "alpha", "log_inv_alpha", "lr", "method", "status", "reached", "saddles", "jump_errors",
-           "flow_errors", "step_errors", "value_error"]
+from dlnlab.sweeps import jobs  # noqa: E402
+
+COLUMNS = ["job", "alpha", "log_inv_alpha", "lr", "method", "status", "reached", "saddles",
+           "jump_errors", "flow_errors", "step_errors", "value_error", "message"]
 
 
 def _rel(a, b) -> float | None:
@@ -34,31 +38,51 @@ def _rel(a, b) -> float | None:
 
 
 def row(summary: dict, job: str) -> dict:
-    """One job's (or one replica's) line of the table, from its summary."""
+    """One job's (or one replica's) line of the table, from its summary (a job that failed before
+    training has only its status, message and config)."""
     saddles = summary.get("saddles", [])[1:]
     values = [_rel(s["loss_run"], s["loss_limit"]) for s in saddles if s["loss_limit"] > 0]
+    config = summary.get("config") or {}
+    alpha = summary.get("alpha", (config.get("model") or {}).get("alpha"))
+    alpha = alpha if isinstance(alpha, (int, float)) and 0 < alpha < 1 else None
+    lr = summary.get("lr", (config.get("optim") or {}).get("lr"))
     return {
         "job": job,
-        "alpha": summary["alpha"], "log_inv_alpha": math.log(1 / summary["alpha"]), "lr": summary["lr"],
-        "method": summary["config"]["optim"]["method"], "status": summary["status"],
+        "alpha": alpha, "log_inv_alpha": None if alpha is None else math.log(1 / alpha),
+        "lr": lr if isinstance(lr, (int, float)) else None,
+        "method": (config.get("optim") or {}).get("method"), "status": summary["status"],
         "reached": sum(s["t_run"] is not None for s in saddles), "saddles": len(saddles),
         "jump_errors": [_rel(s["t_run"], s["t_limit"]) for s in saddles],
-        "flow_errors": [_rel(s["t_flow"], s["t_limit"]) for s in saddles],  # α's share of it, without the step
+        # α's share of it, without the step:
+        "flow_errors": [_rel(s["t_flow"], s["t_limit"]) for s in saddles],
         "step_errors": [_rel(s["t_run"], s["t_flow"]) for s in saddles],
         "value_error": max((v for v in values if v is not None), default=None),
+        "message": summary.get("message") if summary["status"] != "completed" else None,
     }
 
 
 def collect(root: Path) -> list[dict]:
-    paths = sorted(root.rglob("summary.json"))
-    if not paths:
-        raise SystemExit(f"aggregate: no summary.json under {root}: give the folder of a sweep (outputs/multirun/...)")
+    """A row per run (per replica of a replica run) under `root`, and one per job of a sweep that
+    left no summary.json (status missing: it never started, or was killed)."""
     rows = []
-    for path in paths:  # a run's summary, or a replica run's with one entry per replica
+    for path in sorted(root.rglob("summary.json")):  # a run's summary, or a replica run's
         summary, job = json.loads(path.read_text()), path.parent.relative_to(root)
-        rows += [row(entry, str(job / "replicas" / entry["replica"])) for entry in summary["replicas"]] \
-            if "replicas" in summary else [row(summary, str(job))]
-    return sorted(rows, key=lambda r: (-r["log_inv_alpha"], -r["lr"]))
+        entries = summary.get("replicas")
+        rows += [row(entry, str(job / "replicas" / entry["replica"])) for entry in entries] \
+            if entries else [row(summary, str(job))]
+    rows += [row({"status": "missing", "message": job["message"]}, job["job"])
+             for job in jobs(root) if job["status"] == "missing"]
+    if not rows:
+        raise SystemExit(f"aggregate: no summary.json under {root}: give the folder of a sweep "
+                         "(outputs/multirun/...)")
+    return sorted(rows, key=lambda r: (r["log_inv_alpha"] is None, -(r["log_inv_alpha"] or 0),
+                                       -(r["lr"] or 0), r["job"]))
+
+
+def incomplete(rows: list[dict]) -> list[str]:
+    """A line per run that failed, was interrupted or is missing, with its message."""
+    return [f"{r['status']}: {r['job']}: {r['message'] or r['status']}" for r in rows
+            if r["status"] in ("failed", "interrupted", "missing")]
 
 
 def _fmt(value) -> str:
@@ -77,16 +101,23 @@ def markdown(rows: list[dict]) -> str:
     head = ("| job | α | lr | status | jumps reached | run's jump-time error vs limit, per jump | "
             "flow's (same α) | flow's × log(1/α) | run vs flow (step size) | saddle-value error |\n"
             "|---|---|---|---|---|---|---|---|---|---|\n")
-    return head + "".join(
-        f"| {r['job']} | {_fmt(r['alpha'])} | {_fmt(r['lr'])} | {r['status']} | {r['reached']}/{r['saddles']} | "
-        f"{_list(r['jump_errors'])} | {_list(r['flow_errors'])} | {_list(r['flow_errors'], r['log_inv_alpha'])} | "
-        f"{_list(r['step_errors'])} | {_fmt(r['value_error'])} |\n" for r in rows)
+    table = head + "".join(
+        f"| {r['job']} | {_fmt(r['alpha'])} | {_fmt(r['lr'])} | {r['status']} | "
+        f"{r['reached']}/{r['saddles']} | {_list(r['jump_errors'])} | {_list(r['flow_errors'])} | "
+        f"{_list(r['flow_errors'], r['log_inv_alpha'])} | {_list(r['step_errors'])} | "
+        f"{_fmt(r['value_error'])} |\n" for r in rows)
+    lines = incomplete(rows)
+    if lines:
+        table += f"\n{len(lines)} of {len(rows)} did not complete:\n\n"
+        table += "".join(f"- {line}\n" for line in lines)
+    return table
 
 
 def _per_jump(rows: list[dict], key: str, x: str):
     """(k, xs, errors) for each jump k, over the runs that reached it."""
     for k in range(max((len(r[key]) for r in rows), default=0)):
-        points = sorted((r[x], r[key][k]) for r in rows if k < len(r[key]) and r[key][k] is not None)
+        points = sorted((r[x], r[key][k]) for r in rows
+                        if k < len(r[key]) and r[key][k] is not None)
         if points:
             yield k + 1, *map(np.array, zip(*points))
 
@@ -98,18 +129,24 @@ def figure(rows: list[dict]) -> plt.Figure:
     for k, alphas, errors in _per_jump(rows, "jump_errors", "alpha"):
         a.loglog(alphas, np.maximum(errors, 1e-17), "o-", color=f"C{k - 1}", label=f"jump {k}: run")
     for k, alphas, errors in _per_jump(rows, "flow_errors", "alpha"):
-        a.loglog(alphas, np.maximum(errors, 1e-17), "s--", color=f"C{k - 1}", label=f"jump {k}: exact flow")
-        b.semilogx(alphas, errors * np.log(1 / alphas), "s--", color=f"C{k - 1}", label=f"jump {k}: exact flow")
-    a.set(xlabel="α (initialisation scale)", ylabel="|t − t_limit| / t_limit", title="Jump times against the limit")
-    b.set(xlabel="α", ylabel="error × log(1/α)", title="… times log(1/α): roughly flat (C / log(1/α))")
+        a.loglog(alphas, np.maximum(errors, 1e-17), "s--", color=f"C{k - 1}",
+                 label=f"jump {k}: exact flow")
+        b.semilogx(alphas, errors * np.log(1 / alphas), "s--", color=f"C{k - 1}",
+                   label=f"jump {k}: exact flow")
+    a.set(xlabel="α (initialisation scale)", ylabel="|t − t_limit| / t_limit",
+          title="Jump times against the limit")
+    b.set(xlabel="α", ylabel="error × log(1/α)",
+          title="… times log(1/α): roughly flat (C / log(1/α))")
     b.set_ylim(bottom=0)
     values = sorted((r["alpha"], r["value_error"]) for r in rows if r["value_error"] is not None)
     if values:
         c.loglog(*zip(*values), "o-")
-    c.set(xlabel="α", ylabel="max |L_run − L_limit| / L_limit", title="Saddle values at the plateaus")
+    c.set(xlabel="α", ylabel="max |L_run − L_limit| / L_limit",
+          title="Saddle values at the plateaus")
     for k, lrs, errors in _per_jump(rows, "step_errors", "lr"):
         e.loglog(lrs, np.maximum(errors, 1e-17), "o-", label=f"jump {k}")
-    e.set(xlabel="step size lr", ylabel="|t_run − t_flow| / t_flow", title="GD against the exact flow (same α)")
+    e.set(xlabel="step size lr", ylabel="|t_run − t_flow| / t_flow",
+          title="GD against the exact flow (same α)")
     for ax in (a, b, e):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -118,7 +155,8 @@ def figure(rows: list[dict]) -> plt.Figure:
 
 
 def aggregate(root: Path, out: Path | None = None) -> list[dict]:
-    """Write aggregate.md, aggregate.csv and aggregate.png into `out` (default: the sweep folder)."""
+    """Write aggregate.md, aggregate.csv and aggregate.png into `out` (default: the sweep
+    folder)."""
     out = out or root
     rows = collect(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,12 +172,17 @@ def aggregate(root: Path, out: Path | None = None) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Aggregate the summary.json files of a sweep into a table and a figure.")
+    parser = argparse.ArgumentParser(description="Aggregate the summary.json files of a sweep into "
+                                     "a table and a figure, listing the jobs that did not "
+                                     "complete.")
     parser.add_argument("sweep", type=Path, help="folder holding the runs (searched recursively)")
-    parser.add_argument("--out", type=Path, help="where to write aggregate.{md,csv,png} (default: the sweep folder)")
+    parser.add_argument("--out", type=Path, help="where to write aggregate.{md,csv,png} (default: "
+                        "the sweep folder)")
     args = parser.parse_args()
     rows = aggregate(args.sweep, args.out)
     print(markdown(rows))
+    for line in incomplete(rows):
+        print(f"aggregate: {line}")
     print(f"-> {(args.out or args.sweep) / 'aggregate.md'}, aggregate.csv, aggregate.png")
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from dlnlab.callbacks.base import NetworkCallback
 
 from dlnlab.engines import Sampler
+from dlnlab.interrupts import one_shot
 from dlnlab.record import BlockRecord, History, Replica, Schedule, Trajectory
 from dlnlab.stack import Stack
 from dlnlab.summary import network_summary, run_summary, write_json
@@ -97,10 +98,11 @@ class DiagonalTask(pl.LightningModule):
         its SIGTERM handler would end the fit with an exception, skipping the end of the run)."""
         self._handlers = {sig: signal.signal(sig, self._request_stop) for sig in
                           (signal.SIGINT, signal.SIGTERM)}
+        one_shot(signal.SIGINT)  # the second Ctrl-C ends the process even inside a compiled block
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C stops at once (status 130)
         print(f"\n{signal.Signals(signum).name}: stopping at the end of this block of steps, with a "
               "checkpoint and the summary (Ctrl-C again to quit at once)", file=sys.stderr)
 

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import math
+import signal
 import time
 import warnings
 
@@ -137,6 +138,8 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
             if replica.tensorboard is not None:
                 replica.tensorboard.close()
     summary = task.last_summary  # written when training ended: now with the figures' time too
+    if isinstance(task.stop_requested, int) and not isinstance(task.stop_requested, bool):
+        summary["signal"] = signal.Signals(task.stop_requested).name  # dlnlab-train: 128 + it
     summary["wall_time_s"] = time.perf_counter() - task.started
     if profiler is not None:  # seconds per hook, most first
         totals = {action: math.fsum(times) for action, times in profiler.recorded_durations.items()}
