@@ -66,8 +66,9 @@ class Replica:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """What one network did in a block: the loss at every step and the recorded β, with which of
-    them are worth logging, and the dual s where logged (docs/design.md, "Record")."""
+    """What one network did in a block: the loss (and the step's size ‖h‖∞) at every step and the
+    recorded β, which of them are worth logging, and the parameters and the dual s where logged
+    (docs/design.md, "The record")."""
 
     replica: Replica
     first_step: int
@@ -78,6 +79,8 @@ class Trajectory:
     duals: np.ndarray | None  # s at the logged records, a row each (None: the model has no dual)
     logged: np.ndarray  # indices of the steps worth logging
     logged_records: np.ndarray  # indices of the recorded steps worth logging
+    parameters: dict  # the network's parameters at the logged records, by name (a row each)
+    h_max: np.ndarray | None = None  # ‖h‖∞ at every step, h = lr·∇L_B as descend(h) takes it
 
     @property
     def end_step(self) -> int:

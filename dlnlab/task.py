@@ -151,12 +151,13 @@ class DiagonalTask(pl.LightningModule):
                                 [replica.record_every for replica in self.replicas],
                                 [replica.lr for replica in self.replicas])
         losses = steps.losses.cpu().numpy()
+        h_max = None if steps.h_max is None else steps.h_max.cpu().numpy()
         rows = []
         for e, replica in enumerate(self.replicas):
             if ends[e]:
-                rows.append(self._trajectory(replica, first, losses[e, :ends[e]],
-                                             steps.record_steps[e], steps.betas[e],
-                                             steps.recorded[e]))
+                rows.append(self._trajectory(
+                    replica, first, losses[e, :ends[e]], steps.record_steps[e], steps.betas[e],
+                    steps.recorded[e], None if h_max is None else h_max[e, :ends[e]]))
         advance_global_step(self.trainer, max(ends))
         if self.stop_requested is not None:
             for replica in self.replicas:
@@ -177,9 +178,10 @@ class DiagonalTask(pl.LightningModule):
                           LOSS_BYTES // (8 * len(rows))))
 
     def _trajectory(self, replica: Replica, first: int, losses: np.ndarray, steps: np.ndarray,
-                    betas: torch.Tensor, recorded: dict[str, torch.Tensor]) -> Trajectory:
-        """A network's part of the block, up to its divergence if it diverged in it; its dual
-        only at the records worth logging (the others are never read)."""
+                    betas: torch.Tensor, recorded: dict[str, torch.Tensor],
+                    h_max: np.ndarray | None) -> Trajectory:
+        """A network's part of the block, up to its divergence if it diverged in it; its
+        parameters and dual only at the records worth logging (the others are never read)."""
         if replica.initial_loss is None:
             replica.initial_loss = float(losses[0])
         with np.errstate(invalid="ignore"):
@@ -199,11 +201,13 @@ class DiagonalTask(pl.LightningModule):
                             or self.stop_requested is not None):  # its last block: its last step
             logged = np.union1d(logged, [len(losses) - 1]).astype(np.int64)
             logged_records = np.union1d(logged_records, np.arange(len(steps))[-1:]).astype(np.int64)
-        duals = self.stack.dual(replica.index, {name: value[logged_records] for name, value in
-                                                recorded.items()})
-        trajectory = Trajectory(replica, first, losses, log_losses, steps, betas,
-                                None if duals is None else duals.cpu().numpy(), logged,
-                                logged_records)
+        parameters = {name: value[logged_records] for name, value in recorded.items()}
+        duals = self.stack.dual(replica.index, parameters)
+        trajectory = Trajectory(
+            replica, first, losses, log_losses, steps, betas,
+            None if duals is None else duals.cpu().numpy(), logged, logged_records,
+            {name: value.cpu().numpy() for name, value in parameters.items()},
+            None if h_max is None else h_max[:len(losses)])
         replica.history.append(trajectory)
         return trajectory
 

@@ -7,10 +7,8 @@ step's mini-batch gradient), exactly, as long as every |x_i| < 1. This callback 
 says at which step the run left that regime (the first step with some |x_i| ≥ 1: a sign of p or q
 flips there), and at the end compares the run's β with where the theory says it ends.
 
-What it reads: every step's ‖h‖∞ (h = γ·g as `descend(h)` takes it) and the parameters at the
-logged records, both from the engine's block (`dlnlab.engines.Steps.h_max`, `.recorded`). The task
-does not hand these to callbacks yet, so `EffectiveAlpha` taps the engine (`_Tap`) for them: two
-fields of the block record would replace the tap (docs/large-steps.md §7).
+What it reads from the block record: every step's ‖h‖∞ (h = γ·g as `descend(h)` takes it) and the
+parameters at the logged records (`Trajectory.h_max`, `.parameters`).
 """
 
 import math
@@ -23,22 +21,6 @@ import numpy as np
 from dlnlab.callbacks.base import NetworkCallback
 from dlnlab.models import SymmetricNetwork, UVNetwork
 from dlnlab.theory import hyperbolic_minimizer
-
-
-class _Tap:
-    """The task's engine, unchanged, keeping the `Steps` of its last block for this callback."""
-
-    def __init__(self, engine):
-        self.engine, self.last = engine, None
-
-    def __getattr__(self, name):  # name, and anything else the engine has
-        if "engine" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["engine"], name)
-
-    def run(self, *args, **kwargs):
-        self.last = self.engine.run(*args, **kwargs)
-        return self.last
 
 
 def initial_effective_alpha(model) -> np.ndarray | None:
@@ -83,7 +65,6 @@ class EffectiveAlpha(NetworkCallback):
                  threshold: float, max_coords: int, figure: str):
         self.hist_every_t, self.max_d, self.converged_within = hist_every_t, max_d, converged_within
         self.threshold, self.max_coords, self.figure = threshold, max_coords, figure
-        self.tap: _Tap | None = None
 
     def start(self, replica, task):
         initial = initial_effective_alpha(replica.model)
@@ -97,13 +78,6 @@ class EffectiveAlpha(NetworkCallback):
         for name in sorted(skipped):
             print(f"EffectiveAlpha: {name} is not a depth-2 u ⊙ v or w₊² − w₋² network: no "
                   "effective α (skipped)", file=sys.stderr)
-        if not isinstance(pl_module.engine, _Tap):
-            pl_module.engine = _Tap(pl_module.engine)
-        self.tap = pl_module.engine
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        for trajectory in outputs["record"].rows:
-            self.networks[trajectory.replica.index].update(trajectory, self.tap.last)
 
 
 class _Skipped:
@@ -112,7 +86,7 @@ class _Skipped:
     def __init__(self, model: str):
         self.model = model
 
-    def update(self, trajectory, steps) -> None:
+    def update(self, trajectory) -> None:
         pass
 
 
@@ -132,13 +106,12 @@ class _Effective:
 
     # During the run
 
-    def update(self, trajectory, steps) -> None:
-        e, k = self.replica.index, len(trajectory.losses)
-        if steps is None or steps.h_max is None:  # an engine that does not report it
-            raise RuntimeError(f"EffectiveAlpha needs the engine's every-step ‖h‖∞ "
-                               f"(dlnlab.engines.Steps.h_max); {type(steps).__name__} has none: "
-                               "remove the callback with ~callbacks.effective_alpha")
-        x = self.c * steps.h_max[e, :k].cpu().double().numpy()
+    def update(self, trajectory) -> None:
+        if trajectory.h_max is None:  # an engine that does not report it
+            raise RuntimeError("EffectiveAlpha needs every step's ‖h‖∞ (Trajectory.h_max), which "
+                               "this engine does not report: remove it with "
+                               "~callbacks.effective_alpha")
+        x = self.c * trajectory.h_max.astype(np.float64)
         if len(x):
             with np.errstate(invalid="ignore"):
                 self.max_x = float(np.nanmax([self.max_x, np.nanmax(x)]))
@@ -157,8 +130,7 @@ class _Effective:
         rows = trajectory.logged_records
         if not len(rows):
             return
-        recorded = steps.recorded[e]
-        a, b = (recorded[name][rows].cpu().double().numpy() for name in (self.first, self.second))
+        a, b = (trajectory.parameters[n].astype(np.float64) for n in (self.first, self.second))
         g = gains(a, b, self.initial)
         record_steps = trajectory.steps[rows]
         with warnings.catch_warnings():

@@ -85,7 +85,22 @@ class PlateauDetector:
             else:
                 ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in zip((ids, steps, lows, highs), self._partial))
         self._partial = (int(ids[-1]), int(steps[-1]), float(lows[-1]), float(highs[-1]))
-        return self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t, on_event)
+        events = self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t, on_event)
+        self._trim_trace()
+        return events
+
+    def _trim_trace(self) -> None:
+        """Keep only the trace a jump can still be searched in: a jump is looked for after the last
+        plateau's end; during a plateau, from the first step of its still-open bin on (its end is
+        at least there). A noisy loss, whose trace would hold nearly every step, stays small."""
+        if self.in_plateau:
+            since = self._partial[1]
+        elif self.plateaus:
+            since = self.plateaus[-1].end_step
+        else:
+            return
+        keep = np.searchsorted(self._trace_steps, since)
+        self._trace_steps, self._trace_losses = self._trace_steps[keep:], self._trace_losses[keep:]
 
     def _width(self, steps_per_t: float) -> int:
         return max(1, round(self.window_t / self.bins * steps_per_t))  # steps a bin
@@ -95,42 +110,51 @@ class PlateauDetector:
         window of bins, the last of them possibly begun in the block before."""
         return (self.bins + 1) * self._width(steps_per_t)
 
-    def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float, on_event=None):
-        """Complete bins in order, each closing the window of the last `bins` bins; vectorised over the
-        windows between events (a plateau starts at the first flat window, ends at the first that is not)."""
-        events = []
-        while len(steps):
-            held = len(self._window)
-            window = np.array(self._window, dtype=float).reshape(-1, 3)
-            steps = np.concatenate([window[:, 0].astype(np.int64), steps])
-            lows, highs = np.concatenate([window[:, 1], lows]), np.concatenate([window[:, 2], highs])
-            flat = np.zeros(len(steps), dtype=bool)  # flat[e]: the window of bins e − bins + 1 .. e
-            if len(steps) >= self.bins:
-                low = sliding_window_view(lows, self.bins).min(axis=1)
-                high = sliding_window_view(highs, self.bins).max(axis=1)
-                flat[self.bins - 1:] = high - low <= self._tolerance(low)
-            hits = np.flatnonzero(flat[held:] != self.in_plateau)
-            if not len(hits):
-                self._window.extend(zip(steps[held:].tolist(), lows[held:].tolist(), highs[held:].tolist()))
+    def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float,
+                 on_event=None):
+        """Complete bins in order, each closing the window of the last `bins` bins: a plateau
+        starts at the first flat window, ends at the first that is not, and after an end only
+        windows of later bins count. Every window of the block is judged once, by numpy; each
+        event then finds the next one by a binary search (a noisy loss with thousands of events
+        a block costs no more than a smooth one)."""
+        held = len(self._window)  # bins of earlier blocks still in a window (after the last end)
+        window = np.array(self._window, dtype=float).reshape(-1, 3)
+        steps = np.concatenate([window[:, 0].astype(np.int64), steps])
+        lows, highs = np.concatenate([window[:, 1], lows]), np.concatenate([window[:, 2], highs])
+        flat = np.zeros(len(steps), dtype=bool)  # flat[e]: the window of bins e − bins + 1 .. e
+        if len(steps) >= self.bins:
+            low = sliding_window_view(lows, self.bins).min(axis=1)
+            high = sliding_window_view(highs, self.bins).max(axis=1)
+            flat[self.bins - 1:] = high - low <= self._tolerance(low)
+        starts, ends = np.flatnonzero(flat), np.flatnonzero(~flat)
+        events, at, fresh = [], held, -1  # fresh: the last end; windows must begin after it
+        while True:
+            candidates, lowest = (ends, at) if self.in_plateau else \
+                (starts, max(at, fresh + self.bins))
+            k = np.searchsorted(candidates, lowest)
+            if k == len(candidates):
                 break
-            e = held + int(hits[0])
+            e = int(candidates[k])
             if self.in_plateau:
                 events.append(("end", self._end(int(steps[e]), steps_per_t)))
+                fresh = e
             else:
-                a = e - self.bins + 1
-                events.append(("start", self._start(int(steps[a]), float(lows[a:e + 1].min() + highs[a:e + 1].max()) / 2,
-                                                    steps_per_t)))
-                self._window.extend(zip(steps[a:e + 1].tolist(), lows[a:e + 1].tolist(), highs[a:e + 1].tolist()))
+                first = e - self.bins + 1
+                level = float(lows[first:e + 1].min() + highs[first:e + 1].max()) / 2
+                events.append(("start", self._start(int(steps[first]), level, steps_per_t)))
             if on_event is not None:
                 on_event(*events[-1])
-            steps, lows, highs = steps[e + 1:], lows[e + 1:], highs[e + 1:]
+            at = e + 1
+        keep = max(len(steps) - self.bins, fresh + 1)  # the next windows' bins: after the last end
+        self._window.clear()
+        self._window.extend(zip(steps[keep:].tolist(), lows[keep:].tolist(),
+                                highs[keep:].tolist()))
         return events
 
     def _end(self, step: int, steps_per_t: float) -> Plateau:
         plateau = self.plateaus[-1]
         plateau.end_step, plateau.end_t = step, step / steps_per_t
         self.in_plateau = False
-        self._window.clear()
         return plateau
 
     def _start(self, start: int, level: float, steps_per_t: float) -> Plateau:
@@ -158,14 +182,21 @@ class PlateauDetector:
 
     @property
     def trace(self) -> tuple[np.ndarray, np.ndarray]:
-        """The compressed loss record: (steps, losses), a sample whenever log L moved by `trace_resolution`."""
+        """The compressed loss record since the last plateau's end: (steps, losses), a sample
+        whenever log L moved by `trace_resolution`."""
         return self._trace_steps, self._trace_losses
 
     def crossing(self, level: float, after: int = 0) -> int | None:
-        """The first step at or after `after` whose loss is ≤ `level` (to the trace's resolution)."""
+        """The first step at or after `after` whose loss is ≤ `level` (to the trace's resolution),
+        searched in growing chunks: the crossing is usually close."""
         steps, losses = self.trace
-        below = np.flatnonzero((steps >= after) & (losses <= level))
-        return int(steps[below[0]]) if len(below) else None
+        at, size = int(np.searchsorted(steps, after)), 256
+        while at < len(steps):
+            below = np.flatnonzero(losses[at:at + size] <= level)
+            if len(below):
+                return int(steps[at + below[0]])
+            at, size = at + size, 2 * size
+        return None
 
     def state_dict(self) -> dict:
         """Plain Python and tensors, so checkpoints load with torch.load(weights_only=True)."""
