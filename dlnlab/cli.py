@@ -11,6 +11,7 @@ diverged), 128 + the signal if interrupted.
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -39,6 +40,9 @@ def run(cfg: DictConfig) -> int:
         if entry["status"] == "diverged":
             print(f"{PROGRAM}: {name}{entry['message']}", file=sys.stderr)
     print(f"{summary['status']} ({summary['wall_time_s']:.1f} s) -> {checked.output_dir}")
+    if cfg.logger:
+        print(f"TensorBoard: tensorboard --logdir {checked.output_dir}, then open "
+              "http://localhost:6006/?smoothing=0#timeseries (vs_t/ charts: step = 1000·t)")
     if summary["status"] == "interrupted" and summary.get("signal"):
         print(f"{PROGRAM}: interrupted by {summary['signal']}: resume with "
               f"ckpt_path={checked.output_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
@@ -126,8 +130,21 @@ def check_interpolations(argv: list[str]) -> None:
         sweeps.resolve(cfg)
 
 
+def one_line_warnings() -> None:
+    """dlnlab's own warnings (a part of the theory that cannot be had, a figure that could not be
+    drawn) as one line each on the console, not Python's two with a source line."""
+    default = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("dlnlab") or "dlnlab" in filename:
+            return f"{PROGRAM}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+    warnings.formatwarning = formatted
+
+
 def train() -> None:
     argv = sys.argv[1:]
+    one_line_warnings()
     importable_here()
     check_group_overrides(argv)
     config.register()

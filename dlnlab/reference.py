@@ -46,8 +46,9 @@ class Reference:
             self._note(f"{self.name} has no clock (time_scale): no limit or flow to compare with")
             return None
         if self.model.limit is None:
-            self._note(f"{self.name} declares no limit (DiagonalNetwork.limit = 'signed' or "
-                       "'nonnegative'): no saddle path to compare with")
+            self._note(f"{self.name}: " + getattr(self.model, "limit_note", (
+                "declares no limit (DiagonalNetwork.limit = 'signed' or 'nonnegative'): no "
+                "saddle path to compare with")))
             return None
         cache = self.task.saddle_paths
         if self.model.limit not in cache:

@@ -44,7 +44,7 @@ class NetworkCallback(pl.Callback):
                 except Exception as e:  # noqa: BLE001 (anything a plot can raise: skip it)
                     warnings.warn(f"{type(self).__name__}: could not draw for "
                                   f"{network.replica.name or 'the run'}: {type(e).__name__}: {e}",
-                                  stacklevel=2)
+                                  stacklevel=1)
 
     def summary(self, index: int) -> dict:
         """Findings of network `index` for summary.json."""

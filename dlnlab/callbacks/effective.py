@@ -192,7 +192,7 @@ class _Effective:
         if "skipped" in self.end_point:
             if replica.status != "diverged":  # a diverged run says so itself
                 warnings.warn(f"EffectiveAlpha{': ' + replica.name if replica.name else ''}: no "
-                              f"end point comparison ({self.end_point['skipped']})", stacklevel=2)
+                              f"end point comparison ({self.end_point['skipped']})", stacklevel=1)
         elif replica.tensorboard is not None:
             replica.tensorboard["run"].text("effective/end_point", self.table(),
                                             replica.steps_done)

@@ -44,6 +44,7 @@ class DiagonalNetwork(nn.Module, abc.ABC):
     """
 
     limit: str | None = None  # "signed" (β = u ⊙ v, w₊^L − w₋^L), "nonnegative" (β = w^L), or None
+    # (a model that sets None for a reason may say it in `limit_note`: the run prints it)
 
     @abc.abstractmethod
     def beta(self) -> torch.Tensor:

@@ -40,7 +40,10 @@ class SymmetricNetwork(DiagonalNetwork):
         self.w_minus = nn.Parameter(self.alpha * a)
         self.register_buffer("shape", a)
         if depth >= 3 and not bool((a == a[0]).all()):
-            self.limit = None  # coordinate i saturates at a_i^(2−L): not Algorithm 1's thresholds
+            self.limit = None
+            self.limit_note = (f"at depth {depth} with a non-uniform shape coordinate i saturates "
+                               "at a_i^(2−L), not at Algorithm 1's thresholds: no limit to compare "
+                               "with (use model.shape=uniform)")
 
     def beta(self) -> torch.Tensor:
         return self.w_plus**self.depth - self.w_minus**self.depth
