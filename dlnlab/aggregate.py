@@ -98,13 +98,15 @@ def _list(values, factor: float = 1.0) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| job | α | lr | status | jumps reached | run's jump-time error vs limit, per jump | "
-            "flow's (same α) | flow's × log(1/α) | run vs flow (step size) | saddle-value error |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| job | α | lr | status | jumps reached | run's relative jump-time error vs the "
+            "limit, per jump | flow's (same α) | flow's × log(1/α) | run's × log(1/α) | run vs flow "
+            "(relative; the step size's) | relative saddle-value error |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     table = head + "".join(
         f"| {r['job']} | {_fmt(r['alpha'])} | {_fmt(r['lr'])} | {r['status']} | "
         f"{r['reached']}/{r['saddles']} | {_list(r['jump_errors'])} | {_list(r['flow_errors'])} | "
-        f"{_list(r['flow_errors'], r['log_inv_alpha'])} | {_list(r['step_errors'])} | "
+        f"{_list(r['flow_errors'], r['log_inv_alpha'])} | "
+        f"{_list(r['jump_errors'], r['log_inv_alpha'])} | {_list(r['step_errors'])} | "
         f"{_fmt(r['value_error'])} |\n" for r in rows)
     lines = incomplete(rows)
     if lines:
@@ -123,34 +125,38 @@ def _per_jump(rows: list[dict], key: str, x: str):
 
 
 def figure(rows: list[dict]) -> plt.Figure:
-    """Jump-time error against α, the same times log(1/α), saddle-value error against α, and the
-    error against the exact flow against the step size; one line per jump."""
-    fig, (a, b, c, e) = plt.subplots(1, 4, figsize=(19, 4.3))
-    for k, alphas, errors in _per_jump(rows, "jump_errors", "alpha"):
-        a.loglog(alphas, np.maximum(errors, 1e-17), "o-", color=f"C{k - 1}", label=f"jump {k}: run")
-    for k, alphas, errors in _per_jump(rows, "flow_errors", "alpha"):
-        a.loglog(alphas, np.maximum(errors, 1e-17), "s--", color=f"C{k - 1}",
-                 label=f"jump {k}: exact flow")
-        b.semilogx(alphas, errors * np.log(1 / alphas), "s--", color=f"C{k - 1}",
-                   label=f"jump {k}: exact flow")
+    """(a) relative jump-time errors against α, run (solid) and exact flow (dashed), a colour per
+    jump; (b) the same times log(1/α), flat as α → 0 (C / log(1/α), docs/theory.md §5.2);
+    (c) saddle-value errors; (d) the run against the flow at the same α (GD's O(lr) error):
+    against the step size when the sweep has several, else against α."""
+    fig, (a, b, c, e) = plt.subplots(1, 4, figsize=(19, 4.8))
+    for key, style in (("jump_errors", "o-"), ("flow_errors", "s--")):
+        for k, alphas, errors in _per_jump(rows, key, "alpha"):
+            a.loglog(alphas, np.maximum(errors, 1e-17), style, color=f"C{k - 1}")
+            b.semilogx(alphas, errors * np.log(1 / alphas), style, color=f"C{k - 1}")
     a.set(xlabel="α (initialisation scale)", ylabel="|t − t_limit| / t_limit",
-          title="Jump times against the limit")
-    b.set(xlabel="α", ylabel="error × log(1/α)",
-          title="… times log(1/α): roughly flat (C / log(1/α))")
+          title="(a) Jump times against the limit")
+    b.set(xlabel="α", ylabel="|t − t_limit| / t_limit × log(1/α)",
+          title="(b) … times log(1/α): flat as α → 0")
     b.set_ylim(bottom=0)
     values = sorted((r["alpha"], r["value_error"]) for r in rows if r["value_error"] is not None)
     if values:
-        c.loglog(*zip(*values), "o-")
+        c.loglog(*zip(*values), "o-", color="0.3")
     c.set(xlabel="α", ylabel="max |L_run − L_limit| / L_limit",
-          title="Saddle values at the plateaus")
-    for k, lrs, errors in _per_jump(rows, "step_errors", "lr"):
-        e.loglog(lrs, np.maximum(errors, 1e-17), "o-", label=f"jump {k}")
-    e.set(xlabel="step size lr", ylabel="|t_run − t_flow| / t_flow",
-          title="GD against the exact flow (same α)")
-    for ax in (a, b, e):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+          title="(c) The run's losses at the saddles")
+    lrs = {r["lr"] for r in rows}
+    x = "lr" if len(lrs) > 1 else "alpha"
+    for k, xs, errors in _per_jump(rows, "step_errors", x):
+        e.loglog(xs, np.maximum(errors, 1e-17), "o-", color=f"C{k - 1}")
+    e.set(xlabel="step size lr" if x == "lr" else f"α (lr = {next(iter(lrs)):g})",
+          ylabel="|t_run − t_flow| / t_flow", title="(d) The run against the exact flow, same α")
+    jumps = max((len(r["jump_errors"]) for r in rows), default=0)
+    handles = [plt.Line2D([], [], color=f"C{k}", lw=3) for k in range(jumps)]
+    handles += [plt.Line2D([], [], color="k", ls="-", marker="o"),
+                plt.Line2D([], [], color="k", ls="--", marker="s")]
+    labels = [f"jump {k + 1}" for k in range(jumps)] + ["run (GD/SGD)", "exact flow, same α"]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.22, wspace=0.28)
     return fig
 
 
