@@ -99,8 +99,8 @@ def _list(values, factor: float = 1.0) -> str:
 
 def markdown(rows: list[dict]) -> str:
     head = ("| job | α | lr | status | jumps reached | run's relative jump-time error vs the "
-            "limit, per jump | flow's (same α) | flow's × log(1/α) | run's × log(1/α) | run vs flow "
-            "(relative; the step size's) | relative saddle-value error |\n"
+            "limit, per jump | flow's (same α) | flow's × log(1/α) | run's × log(1/α) | run vs "
+            "flow (relative; the step size's) | relative saddle-value error |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
     table = head + "".join(
         f"| {r['job']} | {_fmt(r['alpha'])} | {_fmt(r['lr'])} | {r['status']} | "
