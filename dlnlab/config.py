@@ -2,8 +2,9 @@
 
 The YAML files in conf/ hold every default (the one place; constructors take no defaults); these
 dataclasses say which keys exist and of what type, and a schema's `check()` range-checks its
-values before any work (one line naming the key and the fix). A new model needs no schema (one class and one YAML file with its
-`_target_`); the generic checks of its parameters by name apply to it (dlnlab.plan). This module
+values before any work (one line naming the key and the fix). A new model needs no schema (one
+class and one YAML file with its `_target_`); the checks of its parameters by name apply to it
+(dlnlab.plan). This module
 imports no torch: `dlnlab-train --help` and configuration errors answer at once.
 """
 
@@ -57,7 +58,7 @@ class RunConfig:
 
 @dataclass
 class TheoryConfig:
-    flow_max_d: int = MISSING  # solve the exact finite-α flow when d ≤ this (its cost grows like d³)
+    flow_max_d: int = MISSING  # solve the exact finite-α flow when d ≤ this (cost ∝ d³)
 
     def check(self) -> None:
         _positive("flow_max_d", self.flow_max_d, integer=True, zero=True)
@@ -163,7 +164,7 @@ class ActiveCoordinatesConfig:
 @dataclass
 class TheoryOverlayConfig:
     _target_: str = "dlnlab.callbacks.TheoryOverlay"
-    threshold: float = MISSING  # the run's coordinates above this get the limit's and the flow's too
+    threshold: float = MISSING  # the run's coordinates above this get the limit's and flow's too
     max_coords: int = MISSING  # at most this many coordinates overlaid
 
     def check(self) -> None:

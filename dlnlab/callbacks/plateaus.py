@@ -1,13 +1,14 @@
 """Online plateau detection on the per-step loss record, in accelerated time.
 
-A plateau is a stretch of accelerated time over which every sliding window of length `window_t` sees
-the loss vary by at most `rtol` relative (plus `atol`·L(0), so that the approach to a zero loss also
-ends on a plateau): it starts with the first such window and ends with the first window that is not.
-A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is reduced
-to the minimum and maximum over bins of `window_t / bins`, and the windows of bins are checked, by numpy
-over each block of steps: Python runs once per plateau event, not per step or bin. A compressed trace
-of the loss (a sample whenever log L moves by `trace_resolution`) gives each jump its empirical time:
-where the loss first falls to the middle of the drop between the two plateaus' levels.
+A plateau is a stretch of accelerated time over which every sliding window of length `window_t`
+sees the loss vary by at most `rtol` relative (plus `atol`·L(0), so that the approach to a zero loss
+also ends on a plateau): it starts with the first such window and ends with the first window that
+is not. A slow drift (the next coordinate growing before its jump) stays on the plateau. The loss is
+reduced to the minimum and maximum over bins of `window_t / bins`, and the windows of bins are
+checked by numpy over each block of steps: Python runs once per plateau event, not per step or bin.
+A compressed trace of the loss (a sample whenever log L moves by `trace_resolution`) gives each
+jump its empirical time: where the loss first falls to the middle of the drop between the two
+plateaus' levels.
 """
 
 from collections import deque
@@ -24,7 +25,7 @@ from dlnlab.callbacks.base import NetworkCallback
 class Plateau:
     start_step: int
     start_t: float
-    level: float  # the loss at the recorded step nearest the plateau's middle (at detection: its window's)
+    level: float  # the loss at the record nearest the plateau's middle (at detection: its window's)
     end_step: int | None = None  # None while the plateau lasts (or if the run ends on it)
     end_t: float | None = None
     jump_step: int | None = None  # the jump into this plateau (None for the first)
@@ -42,13 +43,13 @@ def midpoint(before: float, after: float) -> float:
 class PlateauDetector:
     """Feed it blocks of per-step losses with `update`; it keeps the list of plateaus."""
 
-    def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10, bins: int = 8,
-                 trace_resolution: float = 1e-3):
+    def __init__(self, window_t: float = 0.05, rtol: float = 0.02, atol: float = 1e-10,
+                 bins: int = 8, trace_resolution: float = 1e-3):
         if not (window_t > 0 and rtol > 0 and atol >= 0 and bins >= 1 and trace_resolution > 0):
             raise ValueError(f"plateau detector: window_t={window_t}, rtol={rtol}, bins={bins} and "
                              f"trace_resolution={trace_resolution} must be > 0, atol={atol} ≥ 0")
-        self.window_t, self.rtol, self.atol, self.bins, self.trace_resolution = window_t, rtol, atol, bins, \
-            trace_resolution
+        self.window_t, self.rtol, self.atol, self.bins = window_t, rtol, atol, bins
+        self.trace_resolution = trace_resolution
         self.plateaus: list[Plateau] = []
         self.in_plateau = False
         self.loss0: float | None = None
@@ -83,7 +84,8 @@ class PlateauDetector:
             if pid == ids[0]:
                 steps[0], lows[0], highs[0] = pstep, min(plow, lows[0]), max(phigh, highs[0])
             else:
-                ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in zip((ids, steps, lows, highs), self._partial))
+                ids, steps, lows, highs = (np.insert(a, 0, v) for a, v in
+                                           zip((ids, steps, lows, highs), self._partial))
         self._partial = (int(ids[-1]), int(steps[-1]), float(lows[-1]), float(highs[-1]))
         events = self._on_bins(steps[:-1], lows[:-1], highs[:-1], steps_per_t, on_event)
         self._trim_trace()
@@ -106,8 +108,8 @@ class PlateauDetector:
         return max(1, round(self.window_t / self.bins * steps_per_t))  # steps a bin
 
     def reach(self, steps_per_t: float) -> int:
-        """How many steps before the first of a block a plateau found in that block can have started: a
-        window of bins, the last of them possibly begun in the block before."""
+        """How many steps before the first of a block a plateau found in that block can have
+        started: a window of bins, the last of them possibly begun in the block before."""
         return (self.bins + 1) * self._width(steps_per_t)
 
     def _on_bins(self, steps: np.ndarray, lows: np.ndarray, highs: np.ndarray, steps_per_t: float,
@@ -161,7 +163,8 @@ class PlateauDetector:
         plateau = Plateau(start_step=start, start_t=start / steps_per_t, level=level)
         if self.plateaus:
             previous = self.plateaus[-1]
-            plateau.jump_step = self.crossing(midpoint(previous.level, plateau.level), after=previous.end_step)
+            level = midpoint(previous.level, plateau.level)
+            plateau.jump_step = self.crossing(level, after=previous.end_step)
             plateau.jump_t = None if plateau.jump_step is None else plateau.jump_step / steps_per_t
         self.plateaus.append(plateau)
         self.in_plateau = True
@@ -211,7 +214,8 @@ class PlateauDetector:
         self.in_plateau, self.loss0 = state["in_plateau"], state["loss0"]
         self._window = deque((tuple(b) for b in state["window"]), maxlen=self.bins)
         self._partial = None if state["partial"] is None else tuple(state["partial"])
-        self._trace_steps, self._trace_losses = state["trace_steps"].numpy(), state["trace_losses"].numpy()
+        self._trace_steps = state["trace_steps"].numpy()
+        self._trace_losses = state["trace_losses"].numpy()
         self._last = state["last"]
 
 
@@ -235,10 +239,11 @@ class PlateauLogger(NetworkCallback):
         self.active_threshold = active_threshold
 
     def start(self, replica, task):
-        return _Plateaus(replica, PlateauDetector(**self.settings), self.active_threshold, self.KEEP)
+        detector = PlateauDetector(**self.settings)
+        return _Plateaus(replica, detector, self.active_threshold, self.KEEP)
 
 
-RecordSet = tuple[np.ndarray, np.ndarray, np.ndarray]  # recorded steps, their losses, β (a row each)
+RecordSet = tuple[np.ndarray, np.ndarray, np.ndarray]  # recorded steps, their losses, β (rows)
 
 
 def no_records(d: int) -> RecordSet:
@@ -276,7 +281,8 @@ class _Plateaus:
                 self._kept, self._stride = no_records(self.replica.history.d), 1
                 self._keep(self._recent, plateau, every)
                 texts.append((f"plateau {k} starts at t = {plateau.start_t:.4g} (step "
-                              f"{plateau.start_step}), L = {plateau.level:.4e}", plateau.start_step))
+                              f"{plateau.start_step}), L = {plateau.level:.4e}",
+                              plateau.start_step))
             else:
                 self._keep(block, plateau, every)
                 self._settle(plateau)
@@ -302,7 +308,8 @@ class _Plateaus:
     def _keep(self, records: RecordSet, plateau: Plateau, every: int) -> None:
         steps = records[0]
         inside = (steps >= plateau.start_step) & (steps < (plateau.end_step or np.inf))
-        self._kept = join(self._kept, select(records, inside & (steps // every % self._stride == 0)))
+        thinned = inside & (steps // every % self._stride == 0)
+        self._kept = join(self._kept, select(records, thinned))
         while len(self._kept[0]) > self.limit:
             self._stride *= 2
             self._kept = select(self._kept, self._kept[0] // every % self._stride == 0)
