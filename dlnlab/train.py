@@ -26,7 +26,7 @@ from dlnlab.engines import ENGINES
 from dlnlab.plan import Plan, build, plan, steps_to
 from dlnlab.record import Replica
 from dlnlab.stack import Stack
-from dlnlab.summary import write_json
+from dlnlab.summary import check_writable, write_error, write_json
 from dlnlab.task import DiagonalTask, steps_per_call
 
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two
@@ -109,6 +109,7 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
     checked = checked or plan(cfg)
     _quiet_lightning()
     out = checked.output_dir
+    check_writable(out)  # a full or read-only disk: one line now, not a traceback mid-run
     task = make_task(cfg, checked)
     n, d = checked.X.shape
     small = n * d * len(task.replicas) < SMALL_PROBLEM
@@ -131,7 +132,12 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
         with frozen_heap():
             trainer.fit(task, ckpt_path=cfg.ckpt_path)
     except Exception as e:
-        write_json(out / "summary.json", task.summary(status="failed", message=f"{e}"))
+        failure = write_error(e.filename or out, e) if isinstance(e, OSError) else None
+        with contextlib.suppress(ConfigError):  # a full disk may refuse the summary too
+            write_json(out / "summary.json", task.summary(status="failed",
+                                                          message=f"{failure or e}"))
+        if failure is not None:
+            raise failure from None
         raise
     finally:
         for replica in task.replicas:

@@ -1,13 +1,17 @@
 """Nothing lost: divergence stops cleanly, interrupted runs resume bit for bit, bad values fail early."""
 
+import errno
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -148,3 +152,139 @@ def test_diverged_run_exits_non_zero_with_the_message(tmp_path):
 def test_more_bad_values(run, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         run(*overrides)
+
+
+# Disk full, read-only: a write that fails is one line naming the file and the cause, and what was
+# written before stays whole.
+
+WRITES = ("data.n=10", "data.d=15", "model.alpha=1e-5", "run.t_max=2", "~logger",
+          "~callbacks.figures", "callbacks.checkpoints.every_s=0")  # checkpoints at t = 0, 1, 2
+
+
+def whole_checkpoint(path: Path) -> dict:
+    """The checkpoint at path, checked whole (every part's CRC) and loaded."""
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+    return torch.load(path, weights_only=True)
+
+
+class FailWrites:
+    """torch.save raising OSError(errno) from the second checkpoint on (the first, at the start
+    of training, is written)."""
+
+    def __init__(self, code: int):
+        self.code, self.calls, self.save = code, 0, torch.save
+
+    def __call__(self, obj, f, *args, **kwargs):
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError(self.code, os.strerror(self.code))
+        return self.save(obj, f, *args, **kwargs)
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "No space left on device (ENOSPC)"),
+                                         (errno.EROFS, "Read-only file system (EROFS)")])
+def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_one(tmp_path, monkeypatch,
+                                                                      code, cause):
+    monkeypatch.setattr(torch, "save", FailWrites(code))
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as info:
+        run_in(out, *WRITES)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert str(info.value).startswith(f"cannot write {ckpt}: {cause}: ")
+    assert "hydra.run.dir=<folder>" in str(info.value)
+    monkeypatch.undo()
+    assert whole_checkpoint(ckpt)["global_step"] == 0  # the one written at the start
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]  # no partial file
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["message"] == str(info.value)
+
+
+def test_a_summary_that_cannot_be_written_keeps_the_previous_one(tmp_path, monkeypatch):
+    from dlnlab import summary
+
+    path = tmp_path / "summary.json"
+    summary.write_json(path, {"status": "completed"})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(summary.os, "fsync", full)
+    with pytest.raises(ConfigError, match=re.escape(f"cannot write {path}: No space left on "
+                                                    "device (ENOSPC): free space on its disk")):
+        summary.write_json(path, {"status": "failed"})
+    assert json.loads(path.read_text()) == {"status": "completed"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+# A real small or read-only filesystem: a tmpfs, mounted where this user may (root), else skipped.
+
+def _mount(where: Path, options: str) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True,
+                       capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    mounted = []
+
+    def mount(name: str, options: str) -> Path:
+        where = tmp_path / name
+        _mount(where, options)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+class Fill(pl.Callback):
+    """Once past `step`: fill the disk of the run's folder (how="full") or remount it read-only
+    (how="ro"), so that the next checkpoint's write fails for real."""
+
+    def __init__(self, step: int, how: str):
+        self.step, self.how = step, how
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.step is None or trainer.global_step < self.step:
+            return
+        self.step = None
+        folder = Path(trainer.default_root_dir)
+        if self.how == "ro":
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, timeout=30)
+            return
+        fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 512):
+                pass
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("how, cause", [("full", "No space left on device (ENOSPC)"),
+                                        ("ro", "Read-only file system (EROFS)")])
+def test_a_full_or_read_only_disk_mid_run_keeps_what_was_written(tmpfs, how, cause):
+    out = tmpfs("disk", "size=1m")
+    with pytest.raises(ConfigError) as info:  # checkpoints at steps 0 and 1200, then the end's
+        run_in(out, *WRITES, "run.steps_per_call=100",
+               "+callbacks.fill._target_=tests.test_reliability.Fill", "+callbacks.fill.step=1250",
+               f"+callbacks.fill.how={how}")
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert str(info.value).startswith(f"cannot write {ckpt}: {cause}")
+    assert whole_checkpoint(ckpt)["global_step"] == 1200  # the checkpoint at t = 1
+    assert not (out / "checkpoints" / "last.partial").exists()
+
+
+def test_a_read_only_output_folder_is_one_line_before_any_work(tmpfs, tmp_path):
+    out = tmpfs("ro", "size=64k,ro")
+    with pytest.raises(ConfigError, match=re.escape(f"cannot write {out}: Read-only file system "
+                                                    "(EROFS): make its folder writable")):
+        run_in(out, *WRITES)
+    assert list(out.iterdir()) == []
