@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
 
+from dlnlab import resume
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.checks import ConfigError
 from dlnlab.engines import ENGINES
@@ -111,6 +112,7 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
     out = checked.output_dir
     check_writable(out)  # a full or read-only disk: one line now, not a traceback mid-run
     task = make_task(cfg, checked)
+    restored = resume.check(cfg, task, device_type(cfg)) if cfg.ckpt_path else None  # or one line
     n, d = checked.X.shape
     small = n * d * len(task.replicas) < SMALL_PROBLEM
     torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
@@ -126,7 +128,8 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
                          enable_progress_bar=cfg.trainer.enable_progress_bar, logger=False,
                          callbacks=callbacks, default_root_dir=str(out),
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
-                         enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler)
+                         enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler,
+                         plugins=[resume.CheckpointFiles(cfg.ckpt_path, restored)])
     task.output_dir = out
     try:
         with frozen_heap():
