@@ -1,7 +1,9 @@
-"""Nothing lost: divergence stops cleanly, interrupted runs resume bit for bit, bad values fail early."""
+"""Nothing lost: divergence stops cleanly, interrupted runs resume bit for bit, bad values fail
+early."""
 
 import errno
 import json
+import math
 import os
 import re
 import signal
@@ -22,13 +24,15 @@ from dlnlab.checks import ConfigError
 from dlnlab.train import train
 from tests.conftest import compose_cfg
 
-RUN = ("data=fixture", "model.alpha=1e-30", "run.t_max=20", "+callbacks.losses._target_=dlnlab.callbacks.LossFile",
+RUN = ("data=fixture", "model.alpha=1e-30", "run.t_max=20",
+       "+callbacks.losses._target_=dlnlab.callbacks.LossFile",
        "callbacks.checkpoints.every_s=0",  # a checkpoint every unit of t, however fast the run
-       "run.engine=torch")  # the fused engine finishes this run before a signal can reach it (resumes: tests below)
+       "run.engine=torch")  # the fused engine finishes this run before a signal can reach it
 
 
 def run_in(out: Path, *overrides: str) -> dict:
-    return train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={out}", *overrides))
+    return train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={out}",
+                             *overrides))
 
 
 def losses(out: Path) -> np.ndarray:
@@ -45,34 +49,42 @@ def uninterrupted(tmp_path_factory):
     return out, run_in(out, *RUN)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "dlnlab.cli"]  # this checkout's code, whatever dlnlab-train imports
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 def start(out: Path, *overrides: str) -> subprocess.Popen:
-    script = Path(sys.executable).parent / "dlnlab-train"
-    return subprocess.Popen([str(script), "trainer.enable_progress_bar=false", f"hydra.run.dir={out}", *overrides],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([*CLI, "trainer.enable_progress_bar=false", f"hydra.run.dir={out}",
+                             *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT, env=ENV)
 
 
 def wait_for_steps(out: Path, steps: int, proc: subprocess.Popen) -> None:
     deadline = time.time() + 120
     while not ((out / "losses.f64").exists() and (out / "losses.f64").stat().st_size >= 8 * steps
                and (out / "checkpoints" / "last.ckpt").exists()):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
+        assert proc.poll() is None and time.time() < deadline, \
+            "the run ended before it could be interrupted"
         time.sleep(0.05)
 
 
-def assert_resumed_run_is_identical(first: Path, resumed: Path, reference: tuple[Path, dict]) -> None:
+def assert_resumed_run_is_identical(first: Path, resumed: Path,
+                                    reference: tuple[Path, dict]) -> None:
     step = checkpoint_step(first)
     whole = np.concatenate([losses(first)[:step], losses(resumed)])
     assert np.array_equal(whole, losses(reference[0]))  # bit for bit
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["beta"] == reference[1]["beta"]
-    assert summary["plateaus"] == reference[1]["plateaus"] and summary["saddles"] == reference[1]["saddles"]
+    assert summary["plateaus"] == reference[1]["plateaus"]
+    assert summary["saddles"] == reference[1]["saddles"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_bit_for_bit(tmp_path, uninterrupted, sig):
-    """SIGKILL: resume from the last periodic checkpoint. SIGTERM: the run stops at the end of its block,
-    writes a final checkpoint and summary (status interrupted), and resumes from there."""
+    """SIGKILL: resume from the last periodic checkpoint. SIGTERM: the run stops at the end of its
+    block, writes a final checkpoint and summary (status interrupted), and resumes from there."""
     first = tmp_path / "first"
     proc = start(first, *RUN)
     wait_for_steps(first, 40_000, proc)
@@ -100,13 +112,16 @@ class StopAt(Callback):
 
 def test_sgd_resumes_bit_for_bit(tmp_path):
     """The mini-batch sampler's generator and epoch order travel in the checkpoint."""
-    sgd = ("optim=sgd", "optim.batch_size=3", "data.n=10", "data.d=15", "model.alpha=1e-5", "run.t_max=3",
-           "+callbacks.losses._target_=dlnlab.callbacks.LossFile", "run.steps_per_call=100")
+    sgd = ("optim=sgd", "optim.batch_size=3", "data.n=10", "data.d=15", "model.alpha=1e-5",
+           "run.t_max=3", "+callbacks.losses._target_=dlnlab.callbacks.LossFile",
+           "run.steps_per_call=100")
     reference = tmp_path / "reference"
     reference_summary = run_in(reference, *sgd)
     first = tmp_path / "first"
-    stopped = run_in(first, *sgd, "+callbacks.stop._target_=tests.test_reliability.StopAt", "+callbacks.stop.step=1234")
-    assert stopped["status"] == "interrupted" and stopped["steps"] == 1400  # at the end of the next block
+    stopped = run_in(first, *sgd, "+callbacks.stop._target_=tests.test_reliability.StopAt",
+                     "+callbacks.stop.step=1234")
+    assert stopped["status"] == "interrupted"
+    assert stopped["steps"] == 1400  # at the end of the next block
     resumed = tmp_path / "resumed"
     run_in(resumed, *sgd, f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}")
     assert_resumed_run_is_identical(first, resumed, (reference, reference_summary))
@@ -124,20 +139,47 @@ def test_step_ten_times_too_large_diverges_cleanly(tmp_path):
     assert "optim.lr=2" in message and "λ_max(XᵀX/n)" in message
     events = EventAccumulator(str(out / "tb" / "run")).Reload()
     assert len(events.Scalars("loss")) > 5  # the event file is intact and readable
-    assert not (out / "checkpoints" / "last.ckpt").exists() or \
-        torch.isfinite(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"][
-            "stack.network.p"]).all()  # never a diverged checkpoint
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert torch.isfinite(saved["stack.network.p"]).all()  # never a diverged checkpoint
     suggested = re.search(r"try optim.lr=([0-9.e-]+)", message).group(1)
-    assert run_in(tmp_path / "suggested", f"optim.lr={suggested}", "run.t_max=10")["status"] == "completed"
+    suggested = run_in(tmp_path / "suggested", f"optim.lr={suggested}", "run.t_max=10")
+    assert suggested["status"] == "completed"
 
 
 def test_diverged_run_exits_non_zero_with_the_message(tmp_path):
-    script = Path(sys.executable).parent / "dlnlab-train"
-    proc = subprocess.run([str(script), "trainer.enable_progress_bar=false", "optim.lr=2", "run.t_max=50",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*CLI, "trainer.enable_progress_bar=false", "optim.lr=2", "run.t_max=50",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env=ENV)
     assert proc.returncode == 1
-    assert "dlnlab-train: the loss diverged at step" in proc.stderr and "try optim.lr=" in proc.stderr
+    assert "dlnlab-train: the loss diverged at step" in proc.stderr
+    assert "try optim.lr=" in proc.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint_and_replays_from_it(tmp_path):
+    """The checkpoint is the last before the divergence (here the one at the start: the loss
+    diverges at step 22, t = 1.9, before the first at t = 1 is due at a block's end), with finite
+    parameters; the summary stops at the divergence step. Resuming from it with the same settings
+    takes the same steps to the same divergence; with a smaller step it is another run: refused."""
+    args = ("data.seed=0", "model.alpha=1e-10", "optim.lr=2", "run.t_max=50", "~logger",
+            "~callbacks.figures", "callbacks.checkpoints.every_s=0",
+            "+callbacks.losses._target_=dlnlab.callbacks.LossFile")
+    summary = run_in(tmp_path / "diverged", *args)
+    assert summary["status"] == "diverged" and summary["steps"] == 22
+    assert summary["t_reached"] == pytest.approx(22 * 2 / math.log(1e10))
+    assert "the loss diverged at step 22 (t = 1.911)" in summary["message"]
+    assert len(losses(tmp_path / "diverged")) == 22  # the losses before the divergence, all finite
+    assert np.isfinite(losses(tmp_path / "diverged")).all()
+    ckpt = tmp_path / "diverged" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["global_step"] == 0
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+    again = run_in(tmp_path / "again", *args, f"ckpt_path={ckpt}")
+    assert (again["status"], again["steps"]) == ("diverged", 22)
+    assert again["message"] == summary["message"]
+    assert np.array_equal(losses(tmp_path / "again"), losses(tmp_path / "diverged"))
+    with pytest.raises(ConfigError, match=re.escape("optim.lr (2 there, 0.08 here)")):
+        run_in(tmp_path / "smaller", *args, "optim.lr=0.08", f"ckpt_path={ckpt}")
 
 
 @pytest.mark.parametrize("overrides, message", [
