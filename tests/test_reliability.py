@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -190,10 +191,42 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint_and_replays_from_it(tmp_p
     (["run.record_every_t=0"], "run.record_every_t=0.0 must be a positive"),
     (["trainer.max_steps=0"], "trainer.max_steps=0 must be a positive step cap"),
     (["model=symmetric", "model.depth=3", "run.t_max=10"], "run.t_max=10 needs 3.33e+12 steps"),
+    (["model=symmetric", "model.depth=50", "model.alpha=0.5", "run.t_max=10"],  # α above 0.5
+     "run.t_max=10 needs 1.17e+14 steps (T_α = 1.17e+11 for model.alpha=0.5 at model.depth=50, "
+     "optim.lr=0.01): use model.alpha ≥ 0.64, a larger step"),
+    (["model=symmetric", "model.depth=50", "model.alpha=0.5", "trainer.max_steps=10"],
+     "model.alpha=0.5 at model.depth=50: its exact flow (the theory the run is compared with) "
+     "would have to resolve α^(L−2) = 3.6e-15 next to 1, below float64's 1e-12: use "
+     "model.alpha ≥ 0.57"),
+    (["model=symmetric", "model.depth=400", "model.alpha=0.1", "run.t_max=10"],
+     "use model.alpha ≥ 0.94"),
+    (["model.alpha=0.999", "run.t_max=10"],
+     "run.t_max=10 takes 2 steps of optim.lr=0.01, each covering 9.99 of accelerated time (T_α = "
+     "0.001 for model.alpha=0.999): too coarse to follow the flow (at least 10 steps, or steps "
+     "within 1): use model.alpha ≤ 0.99, optim.lr ≤ 0.001 or a longer run.t_max"),
 ])
 def test_more_bad_values(run, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         run(*overrides)
+
+
+def test_an_advised_alpha_runs(run):
+    """The α the messages above advise is one that runs (capped to a few steps)."""
+    quick = ("trainer.max_steps=3", "~logger", "~callbacks.figures")
+    assert run("model=symmetric", "model.depth=50", "model.alpha=0.64", *quick)["status"] == \
+        "completed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # and without the warning below
+        assert run("model.alpha=0.99", "run.t_max=10", *quick)["status"] == "completed"
+
+
+def test_a_step_of_more_than_a_unit_of_accelerated_time_warns_over_a_long_run(run):
+    warning = ("a step of optim.lr=0.01 covers 9.99 of accelerated time (T_α = 0.001 for "
+               "model.alpha=0.999): the run jumps over the theory's events; optim.lr ≤ 0.001 keeps "
+               "a step within 1")
+    with pytest.warns(UserWarning, match=re.escape(warning)):
+        run("model.alpha=0.999", "run.t_max=1000", "trainer.max_steps=3", "~logger",
+            "~callbacks.figures")
 
 
 # Disk full, read-only: a write that fails is one line naming the file and the cause, and what was
