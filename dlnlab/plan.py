@@ -8,8 +8,10 @@ model's run length (its clock is known without building it) against MAX_STEPS.
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
@@ -23,6 +25,9 @@ from dlnlab.config import CALLBACKS, TheoryConfig
 from dlnlab.replicas import expand
 
 MAX_STEPS = 10**9  # beyond this (hours to days), a run is almost surely a misconfigured clock
+MAX_STEP_T = 1.0  # a step covering more accelerated time than this jumps over the theory's events
+MIN_STEPS = 10  # ... and with fewer such steps to run.t_max (10% overshoot at least): refused
+FLOW_RESOLUTION = 1e-12  # the smallest α^(L−2) the exact flow resolves (dlnlab.theory.flow)
 CLOCKS = {  # the built-in models' clocks, from their configuration
     "dlnlab.models.UVNetwork": lambda m: uv_clock(m.alpha),
     "dlnlab.models.SymmetricNetwork": lambda m: symmetric_clock(m.alpha, m.depth),
@@ -159,21 +164,87 @@ def steps_to(cfg: DictConfig, clock: float) -> int:
         return min(steps, cfg.trainer.max_steps)
     if steps > MAX_STEPS:
         raise ConfigError(f"run.t_max={cfg.run.t_max:g} needs {steps:.3g} steps (T_α = "
-                          f"{clock:.3g}, optim.lr={cfg.optim.lr:g}): use a larger model.alpha "
-                          "(depth ≥ 3 converges polynomially: 1e-2 is small there), a larger "
-                          "step, a shorter run.t_max, or cap it with trainer.max_steps")
+                          f"{clock:.3g}, optim.lr={cfg.optim.lr:g}): use a larger model.alpha, a "
+                          "larger step, a shorter run.t_max, or cap it with trainer.max_steps")
     return steps
 
 
 def check_length(cfg: DictConfig) -> None:
-    """A built-in model's run length, from its clock (another model's: once it is built)."""
-    clock = CLOCKS.get(cfg.model.get("_target_"))
-    if clock is not None:
-        if not math.isfinite(clock(cfg.model)):
-            raise ConfigError(f"model.alpha={cfg.model.alpha!r} at depth={cfg.model.depth} gives "
-                              "an infinite clock α^−(L−2): use a larger alpha (depth ≥ 3 converges "
-                              "polynomially in α, so alpha=1e-3 is already small)")
-        steps_to(cfg, clock(cfg.model))
+    """A built-in model's run length, from its clock (another model's: once it is built): at most
+    MAX_STEPS steps (unless trainer.max_steps caps them); a step longer than MAX_STEP_T of
+    accelerated time refused if it reaches run.t_max in fewer than MIN_STEPS steps (α = 0.999:
+    2 steps of 10 units of t, the result follows no flow), else warned (large steps on purpose:
+    the divergence tests, t_max = 1e4 at 2.9 units a step); at depth ≥ 3, an α
+    whose exact flow float64 can solve (dlnlab.theory.flow.MirrorMap: the run's theory overlay
+    would fail after its first block). The advice names the α that would do, from the clock (at
+    depth ≥ 3 it grows like α^−(L−2): α = 0.5 is small at depth 50)."""
+    clock_of = CLOCKS.get(cfg.model.get("_target_"))
+    if clock_of is None:
+        return
+    model, t_max, lr = cfg.model, cfg.run.t_max, cfg.optim.lr
+    depth = model.get("depth", 2)
+
+    def clock(alpha: float) -> float:
+        return clock_of(SimpleNamespace(alpha=alpha, depth=depth))
+
+    T = clock(model.alpha)
+    at = f"model.alpha={model.alpha:g}" + (f" at model.depth={depth}" if "depth" in model else "")
+    solvable = FLOW_RESOLUTION ** (1 / (depth - 2)) if depth >= 3 else 0.0  # the flow's least α
+    steps = math.ceil(t_max * T / lr) if math.isfinite(T) else math.inf
+    if steps > MAX_STEPS and (cfg.trainer.max_steps <= 0 or not math.isfinite(T)):
+        alpha = alpha_where(clock, MAX_STEPS * lr / t_max)
+        alpha = (f"model.alpha ≥ {rounded(max(alpha, solvable), up=True)}" if alpha is not None
+                 else f"(no model.alpha below 1 is enough at depth {depth})")
+        needs = f"{steps:.3g} steps" if math.isfinite(T) else "an infinite clock α^−(L−2)"
+        raise ConfigError(f"run.t_max={t_max:g} needs {needs} (T_α = {T:.3g} for {at}, "
+                          f"optim.lr={lr:g}): use {alpha}, a larger step, a shorter run.t_max, "
+                          "or cap it with trainer.max_steps")
+    if model.alpha < solvable:
+        raise ConfigError(f"{at}: its exact flow (the theory the run is compared with) would have "
+                          f"to resolve α^(L−2) = {model.alpha ** (depth - 2):.2g} next to 1, below "
+                          f"float64's {FLOW_RESOLUTION:g}: use model.alpha ≥ "
+                          f"{rounded(solvable, up=True)} (the clock grows like α^−(L−2): a "
+                          "moderate α is already small at depth ≥ 3)")
+    if lr / T > MAX_STEP_T and steps < MIN_STEPS:  # advice: enough steps, each within MAX_STEP_T
+        alpha = alpha_where(clock, max(MIN_STEPS / t_max, 1 / MAX_STEP_T) * lr, larger=False)
+        alpha = f"model.alpha ≤ {rounded(alpha, up=False)}, " if alpha is not None else ""
+        step = min(t_max / MIN_STEPS, MAX_STEP_T) * T
+        raise ConfigError(f"run.t_max={t_max:g} takes {steps} steps of optim.lr={lr:g}, each "
+                          f"covering {lr / T:.3g} of accelerated time (T_α = {T:.3g} for {at}): "
+                          f"too coarse to follow the flow (at least {MIN_STEPS} steps, or steps "
+                          f"within {MAX_STEP_T:g}): use {alpha}optim.lr ≤ "
+                          f"{rounded(step, up=False)} or a longer run.t_max")
+    if lr / T > MAX_STEP_T:
+        warnings.warn(f"a step of optim.lr={lr:g} covers {lr / T:.3g} of accelerated time "
+                      f"(T_α = {T:.3g} for {at}): the run jumps over the theory's events; "
+                      f"optim.lr ≤ {rounded(MAX_STEP_T * T, up=False)} keeps a step within "
+                      f"{MAX_STEP_T:g}", stacklevel=2)
+
+
+def alpha_where(clock, bound: float, larger: bool = True) -> float | None:
+    """The smallest α in (0, 1) whose clock is at most `bound` (larger=False: the largest whose
+    clock is at least `bound`), by bisection on log α (a clock falls as α grows); None if none."""
+    lo, hi = math.log(1e-300), math.log1p(-1e-12)
+    if clock(math.exp(hi)) > bound if larger else clock(math.exp(lo)) < bound:
+        return None
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if clock(math.exp(mid)) > bound or (not larger and clock(math.exp(mid)) == bound):
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(hi if larger else lo)
+
+
+def rounded(x: float, up: bool) -> str:
+    """x to two significant digits, rounded up (a lower bound stays one) or down; more digits
+    where two would reach 1 (an α just below 1)."""
+    for digits in range(2, 17):
+        scale = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+        value = (math.ceil if up else math.floor)(x / scale * (1 - 1e-12 if up else 1 + 1e-12))
+        if x >= 1 or value * scale < 1:
+            return f"{value * scale:.{digits}g}"
+    return f"{x:.17g}"
 
 
 def check_callbacks(cfg: DictConfig) -> None:

@@ -5,6 +5,7 @@ A single run's summary is its network's entry; a replica run's has one entry per
 kill or a full disk leaves the previous file whole, never a truncated one.
 """
 
+import errno
 import json
 import math
 import os
@@ -17,15 +18,16 @@ from dlnlab.checks import ConfigError
 
 
 def divergence_message(replica, X: torch.Tensor, y: torch.Tensor) -> str:
-    """Why the network stopped, and a step size that should be stable (from the data's curvature)."""
+    """Why the network stopped, and a step size that should be stable (from the data's
+    curvature)."""
     X, y = X.cpu().double(), y.cpu().double()
     curvature = float(torch.linalg.matrix_norm(X, ord=2) ** 2) / X.shape[0]  # λ_max(XᵀX/n)
     scale = max(1.0, float((torch.linalg.pinv(X) @ y).abs().max()))  # |β| near the path's end
     suggestion = min(replica.lr / 10, 0.5 / (curvature * scale))
     return (f"the loss diverged at step {replica.diverged_at} (t = "
             f"{replica.time(replica.diverged_at):.4g}) with optim.lr={replica.lr:g}: the data's "
-            f"largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a diagonal network needs "
-            f"roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
+            f"largest curvature λ_max(XᵀX/n) is {curvature:.4g}, and GD on a diagonal network "
+            f"needs roughly lr < 1/(λ_max·|β|); try optim.lr={suggestion:.1g}")
 
 
 def finite(value):
@@ -87,13 +89,53 @@ def write_json(path: Path, data: dict) -> None:
     """`data` as JSON at `path`, atomically (non-finite numbers as null; numpy values as plain)."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
+    text = json.dumps(finite(data), indent=2, default=_plain) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps(finite(data), indent=2, default=_plain) + "\n")
+        with open(partial, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(partial, path)
     except OSError as e:
-        partial.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
+        remove(partial)
+        raise write_error(path, e) from None
+
+
+def write_error(path: Path, error: OSError) -> ConfigError:
+    """One line for a write that failed: the path, the cause (e.g. ENOSPC, EROFS) and the fix."""
+    code = errno.errorcode.get(error.errno or 0)
+    cause = f"{error.strerror or error}" + (f" ({code})" if code else "")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space on its disk"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make its folder writable"
+    else:
+        fix = "check its disk"
+    return ConfigError(f"cannot write {path}: {cause}: {fix}, or write the run elsewhere "
+                       "(hydra.run.dir=<folder>; run.output_dir=<folder> from Python)")
+
+
+def check_writable(folder: Path) -> None:
+    """Before any work: the run's folder exists or can be made, and takes a file."""
+    folder = Path(folder)
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"dlnlab")
+        probe.unlink()
+    except OSError as e:
+        remove(probe)
+        raise write_error(folder, e) from None
+
+
+def remove(path: Path) -> None:
+    """Remove a partial file if there is one, as far as the disk allows (it may be read-only)."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _plain(value):

@@ -21,6 +21,7 @@ from dlnlab.callbacks.base import NetworkCallback
 from dlnlab.engines import Sampler
 from dlnlab.interrupts import one_shot
 from dlnlab.record import BlockRecord, History, Replica, Schedule, Trajectory
+from dlnlab.resume import fingerprint
 from dlnlab.stack import Stack
 from dlnlab.summary import network_summary, run_summary, write_json
 
@@ -61,6 +62,7 @@ class DiagonalTask(pl.LightningModule):
         self.batch_size, self.seed = batch_size, seed
         self.steps_per_call, self.divergence_factor = steps_per_call, divergence_factor
         self.config = config or {}  # the run's resolved configuration, saved in checkpoints
+        self.data_fingerprint = fingerprint(X, y)  # saved too: a resume checks its data by it
         self.flow_max_d = flow_max_d  # the exact flow is solved for d ≤ this (dlnlab.reference)
         self.saddle_paths: dict = {}  # the limits of X, y by kind, shared by the replicas
         self.schedules = [(Schedule(log_every_t, log_loss_rtol), Schedule(log_every_t, log_loss_rtol))
@@ -227,7 +229,9 @@ class DiagonalTask(pl.LightningModule):
                                               self.schedules],
                                 "histories": [replica.history.state_dict() for replica in
                                               self.replicas],
-                                "config": self.config}
+                                "config": self.config,
+                                "identity": {"engine": self.engine.name, "device": self.device.type,
+                                             "data": self.data_fingerprint}}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["dlnlab"]

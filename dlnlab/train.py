@@ -20,13 +20,14 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import DictConfig, OmegaConf
 
+from dlnlab import resume
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.checks import ConfigError
 from dlnlab.engines import ENGINES
 from dlnlab.plan import Plan, build, plan, steps_to
 from dlnlab.record import Replica
 from dlnlab.stack import Stack
-from dlnlab.summary import write_json
+from dlnlab.summary import check_writable, write_error, write_json
 from dlnlab.task import DiagonalTask, steps_per_call
 
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two
@@ -109,7 +110,9 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
     checked = checked or plan(cfg)
     _quiet_lightning()
     out = checked.output_dir
+    check_writable(out)  # a full or read-only disk: one line now, not a traceback mid-run
     task = make_task(cfg, checked)
+    restored = resume.check(cfg, task, device_type(cfg)) if cfg.ckpt_path else None  # or one line
     n, d = checked.X.shape
     small = n * d * len(task.replicas) < SMALL_PROBLEM
     torch.set_num_threads(cfg.run.num_threads or (1 if small else ALL_THREADS))
@@ -125,13 +128,19 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
                          enable_progress_bar=cfg.trainer.enable_progress_bar, logger=False,
                          callbacks=callbacks, default_root_dir=str(out),
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
-                         enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler)
+                         enable_model_summary=False, num_sanity_val_steps=0, profiler=profiler,
+                         plugins=[resume.CheckpointFiles(cfg.ckpt_path, restored)])
     task.output_dir = out
     try:
         with frozen_heap():
             trainer.fit(task, ckpt_path=cfg.ckpt_path)
     except Exception as e:
-        write_json(out / "summary.json", task.summary(status="failed", message=f"{e}"))
+        failure = write_error(e.filename or out, e) if isinstance(e, OSError) else None
+        with contextlib.suppress(ConfigError):  # a full disk may refuse the summary too
+            write_json(out / "summary.json", task.summary(status="failed",
+                                                          message=f"{failure or e}"))
+        if failure is not None:
+            raise failure from None
         raise
     finally:
         for replica in task.replicas:

@@ -8,6 +8,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Checkpoint
 
 from dlnlab.callbacks.base import NetworkCallback
+from dlnlab.summary import remove, write_error
 
 
 class Checkpoints(Checkpoint):
@@ -16,8 +17,8 @@ class Checkpoints(Checkpoint):
     milliseconds, a unit of t of a small problem may cost less: a kill loses at most every_s of
     work), and at the end of training (an interrupted run included), unless every network
     diverged: the last checkpoint before then stays. The file is replaced atomically, so a kill
-    while writing leaves the previous one. Being a Checkpoint, Lightning runs it after the other
-    callbacks, so their state is the one saved."""
+    or a full disk while writing leaves the previous one. Being a Checkpoint, Lightning runs it
+    after the other callbacks, so their state is the one saved."""
 
     def __init__(self, *, every_t: float, every_s: float):
         self.every_t, self.every_s = every_t, every_s
@@ -44,11 +45,18 @@ class Checkpoints(Checkpoint):
             self._save(trainer)
 
     def _save(self, trainer) -> None:
+        """Write last.partial, then rename it over last.ckpt; a failed write (a full disk, a
+        read-only folder) is one line naming last.ckpt and the cause, and leaves the previous
+        checkpoint as it was."""
         path = self.path(trainer)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        trainer.save_checkpoint(partial, weights_only=False)
-        os.replace(partial, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(partial, weights_only=False)
+            os.replace(partial, path)
+        except OSError as e:
+            remove(partial)
+            raise write_error(path, e) from None
 
     def state_dict(self) -> dict:
         return {"last_t": self._last_t}
@@ -71,6 +79,9 @@ class _LossFile:
         self.path = path
 
     def update(self, trajectory) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
-            f.write(trajectory.losses.astype("<f8").tobytes())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                f.write(trajectory.losses.astype("<f8").tobytes())
+        except OSError as e:
+            raise write_error(self.path, e) from None

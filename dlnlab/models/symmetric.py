@@ -1,6 +1,7 @@
 """The symmetric family β = w₊^L − w₋^L of any depth L ≥ 2 (docs/theory.md §2)."""
 
 import math
+import sys
 
 import torch
 from torch import nn
@@ -31,9 +32,10 @@ class SymmetricNetwork(DiagonalNetwork):
         self.depth = check_depth(depth)
         self.alpha = check_alpha(alpha)
         if not math.isfinite(self.time_scale()):
+            finite = math.exp(-math.log(sys.float_info.max) / (depth - 2))  # the smallest α
             raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
-                              "α^−(L−2): use a larger alpha (depth ≥ 3 converges polynomially "
-                              "in α, so alpha=1e-3 is already small)")
+                              f"α^−(L−2): use alpha ≥ {finite * 1.06:.2g} (the clock grows like "
+                              "α^−(L−2): a moderate alpha is already small at depth ≥ 3)")
         dtype = torch_dtype(dtype, self.alpha if depth == 2 else None)
         a = torch.as_tensor(init_shape(shape, d, shape_seed), dtype=dtype)
         self.w_plus = nn.Parameter(self.alpha * a)

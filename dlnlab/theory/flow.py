@@ -72,8 +72,9 @@ class MirrorMap:
                 (self.depth - 2) * log_alpha < np.log(1e-12):
             raise ConfigError(
                 f"log_alpha={self.log_alpha!r} at depth={self.depth}: s would have to resolve "
-                "α^(L−2) < 1e-12 next to 1 in float64; depth ≥ 3 converges polynomially, "
-                "use α ≥ 1e-4")
+                "α^(L−2) < 1e-12 next to 1 in float64: use α ≥ "
+                f"{1e-12 ** (1 / (self.depth - 2)) * 1.06:.2g} (the clock grows like α^−(L−2): a "
+                "moderate α is already small at depth ≥ 3)")
         object.__setattr__(self, "log_alpha", log_alpha)
         object.__setattr__(self, "shape", shape if shape.ndim else float(shape))
         object.__setattr__(self, "depth", None if self.depth is None else int(self.depth))
