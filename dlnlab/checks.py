@@ -167,7 +167,7 @@ def _rescaling(name: str, factor: float, other: float, lo: float, hi: float) -> 
 
 
 # The checks of model parameters by name, shared by the built-in models and, before a run starts,
-# by every model that takes such a parameter (dlnlab.plan): torch-free, so they answer at once.
+# by every model that takes such a parameter (dlnlab.preflight): torch-free, so they answer at once.
 
 SMALLEST_ALPHA = {"float64": 1e-150, "float32": 1e-18}  # docs/theory.md §8
 

@@ -1,6 +1,7 @@
 """The clocks T_α of the built-in networks (docs/theory.md §2): accelerated time t = τ / T_α.
 
-Torch-free, so that a run's length can be checked before anything heavy is imported (dlnlab.plan);
+Torch-free, so that a run's length can be checked before anything heavy is imported
+(dlnlab.preflight);
 the models' `time_scale()` are these.
 """
 

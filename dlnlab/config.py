@@ -4,7 +4,7 @@ The YAML files in conf/ hold every default (the one place; constructors take no 
 dataclasses say which keys exist and of what type, and a schema's `check()` range-checks its
 values before any work (one line naming the key and the fix). A new model needs no schema (one
 class and one YAML file with its `_target_`); the checks of its parameters by name apply to it
-(dlnlab.plan). This module
+(dlnlab.preflight). This module
 imports no torch: `dlnlab-train --help` and configuration errors answer at once.
 """
 
@@ -195,8 +195,8 @@ class EffectiveAlphaConfig:
     # most this times the nominal prediction's error
     threshold: float = MISSING  # figures/end_point.png: coordinates with |β_i| above this
     max_coords: int = MISSING  # ... at most this many
-    figure: str = MISSING  # figures/end_point.png: converged (when the comparison is), always or
-    # never
+    figure: str = MISSING  # figures/end_point.png: auto (converged, and some α_eff shrank by
+    # 1% or more), always or never
 
     def check(self) -> None:
         _positive("hist_every_t", self.hist_every_t)
@@ -204,9 +204,10 @@ class EffectiveAlphaConfig:
         _positive("converged_within", self.converged_within)
         _positive("threshold", self.threshold)
         _positive("max_coords", self.max_coords, integer=True, zero=True)
-        if self.figure not in ("converged", "always", "never"):
-            raise ConfigError(f"figure={self.figure!r} is unknown: use converged (draw "
-                              "figures/end_point.png when the run has converged), always or never")
+        if self.figure not in ("auto", "always", "never"):
+            raise ConfigError(f"figure={self.figure!r} is unknown: use auto (draw "
+                              "figures/end_point.png when the run has converged and its steps "
+                              "shrank α_eff), always or never")
 
 
 @dataclass

@@ -37,7 +37,7 @@ class Sampler:
         self.order = torch.arange(n, device=device)
         self.pos = n if self.shuffle else 0  # no epoch begun: the first step starts one
 
-    def plan(self, k: int) -> tuple[torch.Tensor, int]:
+    def orders(self, k: int) -> tuple[torch.Tensor, int]:
         """The row orders a block of k steps may use (epochs, n) (the first: the current one), and
         where in the current one it starts."""
         if not self.shuffle:
@@ -98,7 +98,7 @@ class TorchEngine:
         losses = X.new_full((E, k), float("nan"))
         h_max = X.new_full((E, k), float("nan"))
         snapshots: list[tuple[int, list[int], dict]] = []  # (j, rows, their β and parameters)
-        orders, pos = sampler.plan(k)
+        orders, pos = sampler.orders(k)
         epoch = 0
         with torch.no_grad():
             for start, stop, rows in segments(ends):
@@ -201,7 +201,7 @@ class FusedEngine:
         a_name, b_name, depth, c = stack.models[0].power_form()
         values = stack.stacked()
         a, b = values[a_name].numpy(), values[b_name].numpy()
-        orders, pos = sampler.plan(k)
+        orders, pos = sampler.orders(k)
         dtype = a.dtype
         losses = np.full((k, E), np.nan, dtype)
         counts = np.zeros(E, np.int64)

@@ -15,7 +15,7 @@ from dlnlab import config
 from dlnlab.checks import exit_on_config_error
 from dlnlab.cli import importable_here
 from dlnlab.config import CONF_DIR
-from dlnlab.plan import build
+from dlnlab.preflight import build
 from dlnlab.theory import saddle_path
 
 

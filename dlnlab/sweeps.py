@@ -3,7 +3,8 @@ stops the others, and the sweep ends saying which jobs did not complete.
 
 - `SweepCheck` (a Hydra callback, conf/train.yaml's `hydra.callbacks`): at the start of a
   multirun it expands the overrides into jobs as Hydra's BasicSweeper does, composes each job's
-  config with Hydra's compose API and checks it (`check`: interpolations, then dlnlab.plan.plan).
+  config with Hydra's compose API and checks it (`check`: interpolations, then
+  dlnlab.preflight.preflight).
   Any bad point: one line per bad point, nothing run, exit 2. Otherwise it writes `jobs.json`
   (each job's number, overrides and directory) into the sweep folder. At the end it reads each
   job's summary.json and prints a line per job that failed, was interrupted or left no summary
@@ -50,11 +51,11 @@ BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 def check(cfg: DictConfig):
     """A job's config checked as dlnlab-train checks it before running: every interpolation
-    resolves, then dlnlab.plan.plan (returned)."""
-    from dlnlab.plan import plan
+    resolves, then dlnlab.preflight.preflight (returned)."""
+    from dlnlab.preflight import preflight
 
     resolve(cfg)
-    return plan(cfg)
+    return preflight(cfg)
 
 
 def resolve(cfg: DictConfig) -> None:

@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from dlnlab.callbacks.base import NetworkCallback
-
 from dlnlab.engines import Sampler
 from dlnlab.interrupts import one_shot
 from dlnlab.record import BlockRecord, History, Replica, Schedule, Trajectory
@@ -30,9 +29,9 @@ LOSS_BYTES = 2**25  # cap on a block's loss record (steps × rows): 32 MB
 
 
 def steps_per_call(n: int, d: int, fused: bool = False) -> int:
-    """Optimiser steps per training_step: Lightning and the callbacks cost about a millisecond a call
-    and a small problem's step a microsecond or less, so a block grows as the problem shrinks, from
-    1,000 steps (n·d = 20,000 and above) up to 10,000 (100,000 in the fused engine)."""
+    """Optimiser steps per training_step: Lightning and the callbacks cost about a millisecond a
+    call and a small problem's step a microsecond or less, so a block grows as the problem shrinks,
+    from 1,000 steps (n·d = 20,000 and above) up to 10,000 (100,000 in the fused engine)."""
     scale = 10 if fused else 1
     return max(1000, min(10_000 * scale, 2 * 10**7 * scale // (n * d)))
 
@@ -65,7 +64,8 @@ class DiagonalTask(pl.LightningModule):
         self.data_fingerprint = fingerprint(X, y)  # saved too: a resume checks its data by it
         self.flow_max_d = flow_max_d  # the exact flow is solved for d ≤ this (dlnlab.reference)
         self.saddle_paths: dict = {}  # the limits of X, y by kind, shared by the replicas
-        self.schedules = [(Schedule(log_every_t, log_loss_rtol), Schedule(log_every_t, log_loss_rtol))
+        self.schedules = [(Schedule(log_every_t, log_loss_rtol),
+                           Schedule(log_every_t, log_loss_rtol))
                           for _ in replicas]  # per network: over its steps, over its records
         for replica in replicas:
             replica.history = History(X.shape[1])
@@ -105,8 +105,8 @@ class DiagonalTask(pl.LightningModule):
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = signum
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C stops at once (status 130)
-        print(f"\n{signal.Signals(signum).name}: stopping at the end of this block of steps, with a "
-              "checkpoint and the summary (Ctrl-C again to quit at once)", file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name}: stopping at the end of this block of steps, with "
+              "a checkpoint and the summary (Ctrl-C again to quit at once)", file=sys.stderr)
 
     def on_train_end(self) -> None:
         """The run's statuses, then summary.json: after the final checkpoint (the callbacks'
@@ -255,10 +255,11 @@ class _Ticks(IterableDataset):
 def advance_global_step(trainer: pl.Trainer, k: int) -> None:
     """Advance `trainer.global_step` by k optimiser steps.
 
-    Under manual optimisation Lightning counts a step per `optimizer.step()` call; the engines' steps
-    are written out, so the counter (which checkpoints save, `max_steps` reads and every callback sees)
-    is advanced here. Lightning has no public API for it: this is the one place that touches its loop
-    internals, pinned by tests/test_task.py so that a Lightning upgrade fails a test, not a run."""
+    Under manual optimisation Lightning counts a step per `optimizer.step()` call; the engines'
+    steps are written out, so the counter (which checkpoints save, `max_steps` reads and every
+    callback sees) is advanced here. Lightning has no public API for it: this is the one place that
+    touches its loop internals, pinned by tests/test_task.py so that a Lightning upgrade fails a
+    test, not a run."""
     progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
     for tracker in (progress.total, progress.current):
         tracker.ready += k

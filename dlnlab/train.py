@@ -1,5 +1,5 @@
-"""train(cfg) -> summary: check the run (dlnlab.plan), build its stack, task and callbacks, fit,
-and write summary.json (docs/design.md, "Starting a run").
+"""train(cfg) -> summary: check the run (dlnlab.preflight), build its stack, task and callbacks,
+fit, and write summary.json (docs/design.md, "Starting a run").
 
 `dlnlab-train` (dlnlab.cli) is the Hydra entry point; `train` works with a config from Hydra's
 compose API too.
@@ -24,14 +24,14 @@ from dlnlab import resume
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.checks import ConfigError
 from dlnlab.engines import ENGINES
-from dlnlab.plan import Plan, build, plan, steps_to
+from dlnlab.preflight import RunSpec, build, preflight, steps_to
 from dlnlab.record import Replica
 from dlnlab.stack import Stack
 from dlnlab.summary import check_writable, write_error, write_json
 from dlnlab.task import DiagonalTask, steps_per_call
 
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two
-STACK_FUSED = 10_000  # n·d below which a stack of replicas steps in the fused loop (scripts/bench.py)
+STACK_FUSED = 10_000  # n·d below which a stack steps in the fused loop (scripts/bench.py)
 RECORD_WORK = 200  # record at most every RECORD_WORK / n steps (record_interval)
 ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run sets 1 for this process
 
@@ -78,7 +78,7 @@ def record_interval(steps: float, n: int) -> int:
     return max(1, round(steps), math.ceil(RECORD_WORK / n))
 
 
-def make_task(cfg: DictConfig, checked: Plan) -> DiagonalTask:
+def make_task(cfg: DictConfig, checked: RunSpec) -> DiagonalTask:
     """The stack of networks (one per replica) and its task, every value checked first."""
     n, d = checked.X.shape
     replicas = []
@@ -104,10 +104,10 @@ def make_task(cfg: DictConfig, checked: Plan) -> DiagonalTask:
                         config=OmegaConf.to_container(cfg, resolve=True))
 
 
-def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
+def train(cfg: DictConfig, checked: RunSpec | None = None) -> dict:
     """Train as configured; write and return the summary (status, steps, t_reached, final_loss,
     beta, …; with replicas, an entry per replica under "replicas")."""
-    checked = checked or plan(cfg)
+    checked = checked or preflight(cfg)
     _quiet_lightning()
     out = checked.output_dir
     check_writable(out)  # a full or read-only disk: one line now, not a traceback mid-run
@@ -122,7 +122,8 @@ def train(cfg: DictConfig, checked: Plan | None = None) -> dict:
             replica.tensorboard = instantiate(cfg.logger, directory=replica.directory)
     if cfg.trainer.enable_progress_bar:
         callbacks.append(AcceleratedTimeProgressBar())
-    profiler = SimpleProfiler(dirpath=str(out), filename="profile") if cfg.trainer.profiler else None
+    profiler = (SimpleProfiler(dirpath=str(out), filename="profile") if cfg.trainer.profiler
+                else None)
     trainer = pl.Trainer(max_steps=task.max_steps, max_epochs=-1,
                          accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
                          enable_progress_bar=cfg.trainer.enable_progress_bar, logger=False,

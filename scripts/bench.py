@@ -1,26 +1,30 @@
 """Benchmark: dlnlab's training path against a bare PyTorch loop and the two-mat-vec floor, in one
 process, at the α and step sizes papers use; and the whole process as a user times it.
 
-    python scripts/bench.py [--sizes 20x40 100x1000 1000x10000] [--cases 1e-2:1e-2 1e-3:1e-3 1e-10:1e-3]
-                            [--repeats 3] [--replicas 8 64] [--device cpu|cuda] [--json out.json] [--quick]
+    python scripts/bench.py [--sizes 20x40 100x1000 1000x10000] [--repeats 3]
+        [--cases 1e-2:1e-2 1e-3:1e-3 1e-10:1e-3] [--replicas 8 64] [--device cpu|cuda]
+        [--json out.json] [--quick] [--no-startup]
 
-For each size and each case α:lr (GD; SGD with batches of n/10 at the last case), it measures
+For each size and each case α:lr (GD; SGD with batches of n/10 at the last case), it measures the
 steps/s of
-  floor     the two matrix-vector products a step needs, alone;
-  bare      a bare PyTorch loop with the hand-written u ⊙ v gradient at that α and step, preallocated
-            buffers, no per-step loss record (one thread below n·d = 1e6, all cores above);
-  dlnlab    Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
-  quiet     the same with no callbacks and no logger;
+  floor   the two matrix-vector products a step needs, alone;
+  bare    a bare PyTorch loop with the hand-written u ⊙ v gradient at that α and step,
+          preallocated buffers, no per-step loss record (one thread below n·d = 1e6, all cores
+          above);
+  dlnlab  Trainer.fit through dlnlab.train with the default callbacks and TensorBoard logging;
+  quiet   the same with no callbacks and no logger;
 and the callbacks' share of a run, as dlnlab against quiet and as their own time, timed inside the
-dlnlab runs by Lightning's SimpleProfiler. dlnlab's steps/s is the slope between runs of two lengths
-(start-up, the theory and the figures are fixed costs, reported apart); its runs are interleaved (each
-repeat times every job in turn) so that a slow spell of this shared machine falls on all of a repeat's
+dlnlab runs by Lightning's SimpleProfiler. dlnlab's steps/s is the slope between runs of two
+lengths: start-up and the theory are fixed costs, reported apart; the figures, drawn once a run,
+are left out of these runs and counted in the start-up rows. The runs are interleaved (each repeat
+times every job in turn) so that a slow spell of this shared machine falls on all of a repeat's
 jobs alike, and ratios are taken within a repeat, then their median (with the range).
 
-At the last case: replica stacks (a seed sweep of E networks) in network-steps/s against one network;
-a user model given only beta() (autograd) against the same model in a bare autograd loop; the peak
-memory of a run over the size of X. Start-up, in fresh processes (median of 5): `dlnlab-train --help`,
-a configuration error, `experiment=fig1` end to end, and the import of Lightning alone (its floor).
+At the last case: replica stacks (a seed sweep of E networks) in network-steps/s against one
+network; a user model given only beta() (autograd) against the same model in a bare autograd loop;
+the peak memory of a run over the size of X. Start-up, in fresh processes (median of 5):
+`dlnlab-train --help`, a configuration error, `experiment=fig1` end to end (figures included), and
+the import of Lightning alone (its floor).
 """
 
 import argparse
@@ -131,16 +135,30 @@ def bare_autograd_loop(X, y, lr):
 
 
 def dlnlab_cfg(n, d, batch, device, quiet, out, steps, alpha, lr, model=None, replicas=None):
-    overrides = [f"data.n={n}", f"data.d={d}", "data.k=5", f"model.alpha={alpha}", f"optim.lr={lr}",
-                 "run.t_max=1e9", f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false",
-                 f"trainer.accelerator={device}", f"run.output_dir={out}", "trainer.profiler=simple"]
+    overrides = [
+        f"data.n={n}",
+        f"data.d={d}",
+        "data.k=5",
+        f"model.alpha={alpha}",
+        f"optim.lr={lr}",
+        "run.t_max=1e9",
+        f"trainer.max_steps={steps}",
+        "trainer.enable_progress_bar=false",
+        f"trainer.accelerator={device}",
+        f"run.output_dir={out}",
+        "trainer.profiler=simple",
+    ]
     if batch is not None:
         overrides += ["optim=sgd", f"optim.batch_size={batch}"]
     if quiet:
         overrides += ["callbacks=none", "~logger"]
+    else:  # figures are drawn once a run (the fig1 start-up row includes them), not per step
+        overrides += ["~callbacks.figures", "callbacks.effective_alpha.figure=never"]
     if replicas:  # a seed sweep: E networks of random initialisation shapes, the same clock
-        overrides += ["model.shape=random", f"model.shape_seed=[{','.join(map(str, range(replicas)))}]"]
-        overrides += [] if quiet else ["~callbacks.figures"]
+        overrides += [
+            "model.shape=random",
+            f"model.shape_seed=[{','.join(map(str, range(replicas)))}]",
+        ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     if model is not None:
@@ -149,12 +167,14 @@ def dlnlab_cfg(n, d, batch, device, quiet, out, steps, alpha, lr, model=None, re
 
 
 def dlnlab_rates(jobs: dict, repeats: int) -> dict:
-    """{name: (steps/s per repeat, fixed cost in s, callbacks' timed share per repeat)} of dlnlab runs
-    given as {name: dlnlab_cfg's keyword arguments}, interleaved (see the module docstring)."""
+    """{name: (steps/s per repeat, fixed cost in s, callbacks' timed share per repeat)} of dlnlab
+    runs given as {name: dlnlab_cfg's keyword arguments}, interleaved (see the module docstring)."""
     def fit_time(job: dict, steps: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as out:
             summary = train(dlnlab_cfg(out=out, **{**job, "steps": steps}))
-        callbacks = sum(t for hook, t in summary["profile_s"].items() if hook.startswith("[Callback]"))
+        callbacks = sum(
+            t for hook, t in summary["profile_s"].items() if hook.startswith("[Callback]")
+        )
         return summary["wall_time_s"], callbacks
     for job in jobs.values():
         fit_time(job, 50)
@@ -201,7 +221,8 @@ from dlnlab.train import train
 import scripts.bench as bench
 status = Path("/proc/self/status")
 def rss(key):
-    return int(next(x for x in status.read_text().splitlines() if x.startswith(key)).split()[1]) * 1024
+    line = next(x for x in status.read_text().splitlines() if x.startswith(key))
+    return int(line.split()[1]) * 1024
 config.register()
 Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
 before = rss("VmRSS:")
@@ -221,7 +242,11 @@ def startup(repeats: int = 5) -> dict:
         "import lightning.pytorch (the floor)": [sys.executable, "-c", "import lightning.pytorch"],
         "dlnlab-train --help": [script, "--help"],
         "dlnlab-train model.alpha=2 (an error)": [script, "model.alpha=2"],
-        "dlnlab-train experiment=fig1": [script, "experiment=fig1", "trainer.enable_progress_bar=false"],
+        "dlnlab-train experiment=fig1": [
+            script,
+            "experiment=fig1",
+            "trainer.enable_progress_bar=false",
+        ],
     }
     times = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as cwd:
@@ -248,7 +273,11 @@ def main() -> None:
     config.register()
     scale = 0.25 if args.quick else 1.0
     steps_for = {"20x40": 20000, "100x1000": 4000, "1000x10000": 200}  # loops timed directly
-    slope_for = {"20x40": 2_400_000, "100x1000": 40_000, "1000x10000": 200}  # dlnlab: above the noise
+    slope_for = {
+        "20x40": 2_400_000,
+        "100x1000": 40_000,
+        "1000x10000": 200,
+    }  # dlnlab: above the noise
     results = []
     for size in args.sizes:
         n, d = map(int, size.split("x"))
@@ -261,42 +290,83 @@ def main() -> None:
             alpha, lr = map(float, case.split(":"))
             last = c == len(args.cases) - 1
             for method, batch in (("gd", None), ("sgd", max(1, n // 10)))[:2 if last else 1]:
-                row = {"size": size, "alpha": alpha, "lr": lr, "method": method, "device": args.device,
-                       "floor": floor}
+                row = {
+                    "size": size,
+                    "alpha": alpha,
+                    "lr": lr,
+                    "method": method,
+                    "device": args.device,
+                    "floor": floor,
+                }
                 row["bare"] = median_rate(bare_loop(X, y, batch, alpha, lr), steps, args.repeats)[0]
-                base = {"n": n, "d": d, "batch": batch, "device": args.device, "alpha": alpha, "lr": lr}
+                base = {
+                    "n": n,
+                    "d": d,
+                    "batch": batch,
+                    "device": args.device,
+                    "alpha": alpha,
+                    "lr": lr,
+                }
                 jobs = {"dlnlab": {**base, "quiet": False, "steps": slope},
                         "quiet": {**base, "quiet": True, "steps": slope}}
                 if last and method == "gd":
-                    jobs |= {E: {**base, "quiet": False, "steps": max(20, slope * 8 // E), "replicas": E}
-                             for E in args.replicas}
+                    jobs |= {
+                        E: {**base, "quiet": False, "steps": max(20, slope * 8 // E), "replicas": E}
+                        for E in args.replicas
+                    }
                 rates = dlnlab_rates(jobs, args.repeats)
-                (dlnlab, row["dlnlab_fixed_s"], timed), (quiet, _, _) = rates["dlnlab"], rates["quiet"]
+                (dlnlab, row["dlnlab_fixed_s"], timed), (quiet, _, _) = (
+                    rates["dlnlab"],
+                    rates["quiet"],
+                )
                 row["dlnlab"], row["quiet"] = statistics.median(dlnlab), statistics.median(quiet)
                 row["over_bare"] = [r / row["bare"] for r in dlnlab]
                 row["logging_share"] = [1 - r for r in ratios(dlnlab, quiet)]
                 row["callbacks_share_timed"] = timed
                 results.append(row)
-                print(f"{size:>10} α={alpha:<6g} lr={lr:<6g} {method:>3}: floor {floor:9.0f}/s  bare "
-                      f"{row['bare']:9.0f}/s  dlnlab {row['dlnlab']:9.0f}/s | dlnlab/bare "
-                      f"{spread(row['over_bare'])}  callbacks' share {spread(row['logging_share'], '.1%', '')}"
-                      f" on/off, {spread(timed, '.1%', '')} timed | fixed {row['dlnlab_fixed_s']:.2f} s",
-                      flush=True)
+                print(
+                    f"{size:>10} α={alpha:<6g} lr={lr:<6g} {method:>3}: floor {floor:9.0f}/s  bare "
+                    f"{row['bare']:9.0f}/s  dlnlab {row['dlnlab']:9.0f}/s | dlnlab/bare "
+                    f"{spread(row['over_bare'])}  callbacks' share "
+                    f"{spread(row['logging_share'], '.1%', '')} on/off, "
+                    f"{spread(timed, '.1%', '')} timed | fixed {row['dlnlab_fixed_s']:.2f} s",
+                    flush=True,
+                )
                 if not (last and method == "gd"):
                     continue
                 for E in args.replicas:
                     stack = [E * rate for rate in rates[E][0]]
                     over = ratios(stack, dlnlab)
-                    results.append({"size": size, "alpha": alpha, "lr": lr, "replicas": E,
-                                    "network_steps": statistics.median(stack), "over_one_network": over})
-                    print(f"{size:>10} {E:3d} replicas: {statistics.median(stack):10.0f} network-steps/s | "
-                          f"over one network {spread(over)}", flush=True)
-                autograd_bare = median_rate(bare_autograd_loop(X, y, lr), max(20, steps // 4), args.repeats)
-                autograd = {"model": f"{AutogradUV.__module__}.AutogradUV", "quiet": True, "steps": max(20, steps // 4)}
+                    results.append(
+                        {
+                            "size": size,
+                            "alpha": alpha,
+                            "lr": lr,
+                            "replicas": E,
+                            "network_steps": statistics.median(stack),
+                            "over_one_network": over,
+                        }
+                    )
+                    print(
+                        f"{size:>10} {E:3d} replicas: {statistics.median(stack):10.0f} "
+                        f"network-steps/s | over one network {spread(over)}",
+                        flush=True,
+                    )
+                autograd_bare = median_rate(
+                    bare_autograd_loop(X, y, lr), max(20, steps // 4), args.repeats
+                )
+                autograd = {
+                    "model": f"{AutogradUV.__module__}.AutogradUV",
+                    "quiet": True,
+                    "steps": max(20, steps // 4),
+                }
                 mine = dlnlab_rates({"autograd": {**base, **autograd}}, args.repeats)["autograd"][0]
                 results.append({"size": size, "autograd_over_bare": ratios(mine, autograd_bare[1])})
-                print(f"{size:>10} autograd model: dlnlab/bare {spread(ratios(mine, autograd_bare[1]))}",
-                      flush=True)
+                print(
+                    f"{size:>10} autograd model: dlnlab/bare "
+                    f"{spread(ratios(mine, autograd_bare[1]))}",
+                    flush=True,
+                )
     largest = max(args.sizes, key=lambda s: math.prod(map(int, s.split("x"))))
     n, d = map(int, largest.split("x"))
     alpha, lr = map(float, args.cases[-1].split(":"))

@@ -1,6 +1,8 @@
-"""Benchmark: saddle_path (Algorithm 1) against scikit-learn's lars_path(method="lasso"), same data, one process.
+"""Benchmark: saddle_path (Algorithm 1) against scikit-learn's lars_path(method="lasso"), same data,
+one process.
 
-    python scripts/bench_theory.py [--n 200 --d 2000 --k 5 --noise 0.5 --repeats 7] [--json out.json]
+    python scripts/bench_theory.py [--n 200 --d 2000 --k 5 --noise 0.5 --repeats 7] [--json
+    out.json]
 
 Prints the median time of each over the repeats and their ratio (goal: saddle_path ≤ 2× lars_path).
 """
@@ -44,9 +46,15 @@ def main() -> None:
         theirs = median_time(lambda: lars_path(X, y, method="lasso"), args.repeats)
         rows.append({"seed": seed, "saddles": len(path) - 1, "lars_steps": len(lars[0]) - 1,
                      "saddle_path_s": ours, "lars_path_s": theirs, "ratio": ours / theirs})
-        print(f"n={args.n} d={args.d} seed={seed}: {rows[-1]['saddles']} saddles in {ours * 1e3:.1f} ms, "
-              f"lars_path {rows[-1]['lars_steps']} steps in {theirs * 1e3:.1f} ms: ratio {ours / theirs:.2f}")
-    print(f"median ratio saddle_path / lars_path: {np.median([r['ratio'] for r in rows]):.2f} (goal ≤ 2)")
+        print(
+            f"n={args.n} d={args.d} seed={seed}: {rows[-1]['saddles']} saddles in "
+            f"{ours * 1e3:.1f} ms, lars_path {rows[-1]['lars_steps']} steps in "
+            f"{theirs * 1e3:.1f} ms: ratio {ours / theirs:.2f}"
+        )
+    print(
+        f"median ratio saddle_path / lars_path: {np.median([r['ratio'] for r in rows]):.2f} "
+        "(goal ≤ 2)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows}, f, indent=2)

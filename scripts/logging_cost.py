@@ -1,5 +1,5 @@
-"""What logging and the callbacks cost: one experiment with the default callbacks, without the figures,
-and with no callbacks and no logger, in one process.
+"""What logging and the callbacks cost: one experiment with the default callbacks, without the
+figures, and with no callbacks and no logger, in one process.
 
     python scripts/logging_cost.py [experiment=fig1 optim.lr=1e-3 ...overrides]
 """
@@ -22,9 +22,19 @@ def main() -> None:
     overrides = sys.argv[1:] or ["experiment=fig1", "optim.lr=1e-3"]
     times = {}
     for name, extra in VARIANTS.items():
-        with tempfile.TemporaryDirectory() as out, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, "trainer.enable_progress_bar=false", f"run.output_dir={out}",
-                                              *extra])
+        with (
+            tempfile.TemporaryDirectory() as out,
+            initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"),
+        ):
+            cfg = compose(
+                "train",
+                overrides=[
+                    *overrides,
+                    "trainer.enable_progress_bar=false",
+                    f"run.output_dir={out}",
+                    *extra,
+                ],
+            )
             summary = train(cfg)
         times[name] = summary["wall_time_s"]
         print(f"{name:>24}: {times[name]:.2f} s for {summary['steps']} steps", flush=True)

@@ -124,16 +124,28 @@ def main() -> None:
                    saddle_table(summary), "",
                    f"![{name} loss](figures/{name}_loss.png)",
                    f"![{name} coordinates](figures/{name}_coordinates.png)", ""]
-    report += ["## α-sweep (fig1, lr = 5e-3)", "",
-               "Jump-time error against the limit falls as α decreases, the exact flow's like "
-               "C / log(1/α)", "(its error × log(1/α) stays roughly flat, docs/theory.md §5.2); the run "
-               "adds GD's O(lr) error, the", "floor of the run's column at the smallest α.", "",
-               markdown(alpha_rows),
-               "![α-sweep](figures/alpha_sweep.png)", "",
-               "## Step-size sweep (fig1, α = 1e-20)", "",
-               "GD against the exact flow at the same α: the error shrinks with the step size.", "",
-               markdown(lr_rows), "![step-size sweep](figures/lr_sweep.png)", "", *large,
-               f"Reproduced in {time.perf_counter() - start:.0f} s."]
+    report += [
+        "## α-sweep (fig1, lr = 5e-3)",
+        "",
+        "Jump-time error against the limit falls as α decreases, the exact flow's like "
+        "C / log(1/α)",
+        "(its error × log(1/α) stays roughly flat, docs/theory.md §5.2); the run "
+        "adds GD's O(lr) error, the",
+        "floor of the run's column at the smallest α.",
+        "",
+        markdown(alpha_rows),
+        "![α-sweep](figures/alpha_sweep.png)",
+        "",
+        "## Step-size sweep (fig1, α = 1e-20)",
+        "",
+        "GD against the exact flow at the same α: the error shrinks with the step size.",
+        "",
+        markdown(lr_rows),
+        "![step-size sweep](figures/lr_sweep.png)",
+        "",
+        *large,
+        f"Reproduced in {time.perf_counter() - start:.0f} s.",
+    ]
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"-> {out / 'report.md'}")
 

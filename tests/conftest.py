@@ -25,6 +25,8 @@ def run(tmp_path):
 
     def _run(*overrides: str) -> dict:
         out = tmp_path / f"run{next(count)}"
-        return train(compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={out}", *overrides))
+        return train(
+            compose_cfg("trainer.enable_progress_bar=false", f"run.output_dir={out}", *overrides)
+        )
 
     return _run

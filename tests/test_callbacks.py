@@ -10,13 +10,20 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlnlab.config import CALLBACKS
 
 ALONE = {  # what each callback, alone, must still produce
-    "theory": lambda s, out: s["saddles"] and tags(out, "limit") >= {"loss", "beta/0", "vs_t/beta/2"}
-    and tags(out, "flow") >= {"loss", "beta/2"},
-    "figures": lambda s, out: {p.name for p in (out / "figures").iterdir()}
-    == {"loss.png", "coordinates.png", "dual.png", "path3d.png"},
+    "theory": lambda s, out: (
+        s["saddles"]
+        and tags(out, "limit") >= {"loss", "beta/0", "vs_t/beta/2"}
+        and tags(out, "flow") >= {"loss", "beta/2"}
+    ),
+    "figures": lambda s, out: (
+        {p.name for p in (out / "figures").iterdir()}
+        == {"loss.png", "coordinates.png", "dual.png", "path3d.png"}
+    ),
     "plateaus": lambda s, out: len(s["plateaus"]) >= 3 and s["plateaus"][1]["support"] == [0],
-    "coordinates": lambda s, out: [e["entering"] for e in s["active_events"]][:2] == [[0], [2]]
-    and tags(out, "run") >= {"beta/0", "dual/0", "beta/2", "active/count"},
+    "coordinates": lambda s, out: (
+        [e["entering"] for e in s["active_events"]][:2] == [[0], [2]]
+        and tags(out, "run") >= {"beta/0", "dual/0", "beta/2", "active/count"}
+    ),
 }
 
 
@@ -37,8 +44,12 @@ def test_every_callback_has_a_schema_and_its_defaults_in_one_place():
     """conf/callbacks/default.yaml holds every default (the schemas none, the constructors none)."""
     for schema in CALLBACKS.values():
         names = [f.name for f in fields(schema) if f.name != "_target_"]
-        assert all(getattr(schema, "__dataclass_fields__")[n].default in (MISSING, "???") for n in names)
+        assert all(
+            getattr(schema, "__dataclass_fields__")[n].default in (MISSING, "???") for n in names
+        )
         target = locate(schema._target_)
         parameters = inspect.signature(target).parameters
         assert set(parameters) == set(names), schema.__name__  # the schema is the constructor's
-        assert all(p.default is inspect.Parameter.empty for p in parameters.values()), schema.__name__
+        assert all(p.default is inspect.Parameter.empty for p in parameters.values()), (
+            schema.__name__
+        )

@@ -1,4 +1,5 @@
-"""Every config file composes; typos and wrong types fail at composition; range errors name the key."""
+"""Every config file composes; typos and wrong types fail at composition; range errors name the
+key."""
 
 from pathlib import Path
 
@@ -9,11 +10,16 @@ from dlnlab.checks import ConfigError
 from dlnlab.config import CONF_DIR
 from tests.conftest import compose_cfg
 
-GROUPS = {group.name: sorted(f.stem for f in group.glob("*.yaml")) for group in Path(CONF_DIR).iterdir()
-          if group.is_dir()}
+GROUPS = {
+    group.name: sorted(f.stem for f in group.glob("*.yaml"))
+    for group in Path(CONF_DIR).iterdir()
+    if group.is_dir()
+}
 
 
-@pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
+@pytest.mark.parametrize(
+    "group, option", [(g, o) for g, options in GROUPS.items() for o in options]
+)
 def test_every_config_file_composes(group, option):
     extra = ["data.path=x.npz"] if (group, option) == ("data", "file") else []
     cfg = compose_cfg(f"{group}={option}", *extra)

@@ -13,7 +13,7 @@ import pytest
 
 from dlnlab.checks import ConfigError
 from dlnlab.models import DiagonalNetwork, base
-from dlnlab.plan import plan
+from dlnlab.preflight import preflight
 from dlnlab.train import train
 from tests.conftest import compose_cfg
 
@@ -209,7 +209,7 @@ def test_alpha_zero_is_refused_on_a_user_model_as_on_a_built_in_one(home, tmp_pa
         cfg = compose_cfg(f"hydra.searchpath=[file://{home / 'myconf'}]",
                           f"run.output_dir={tmp_path}", f"model.alpha={alpha}", *overrides)
         with pytest.raises(ConfigError) as error:
-            plan(cfg)
+            preflight(cfg)
         return str(error.value)
 
     assert refusal("model=product") == refusal("model=uv") == (

@@ -263,8 +263,8 @@ def test_mirror_map_is_finite_past_saturation():
 @pytest.mark.parametrize("alpha, depth", [(1e-5, 3), (1e-3, 4)])
 def test_deep_networks_never_cross_the_mirror_maps_pole(alpha, depth):
     """At depth L ≥ 3, β(s) has a pole at |s| = 1 (uniform shape); an earlier integrator stepped
-    across it (|s| up to 8.4, NaN jump times). The flow stays inside and, α^(L−2) ≤ 1e-5 being small,
-    jumps where the limit does (docs/theory.md §5.5: errors O(α^(L−2)))."""
+    across it (|s| up to 8.4, NaN jump times). The flow stays inside and, α^(L−2) ≤ 1e-5 being
+    small, jumps where the limit does (docs/theory.md §5.5: errors O(α^(L−2)))."""
     X, y = synthetic(n=15, d=30, k=3, seed=11)
     path = saddle_path(X, y)
     f = flow(X, y, math.log(alpha), [5.0], depth=depth, levels=path.jump_levels())

@@ -1,5 +1,6 @@
-"""On a CUDA device (skipped without one): trainer.accelerator=auto trains there, and a run there is the
-CPU run up to the order of floating-point sums (cuBLAS sums in another order than the CPU's BLAS)."""
+"""On a CUDA device (skipped without one): trainer.accelerator=auto trains there, and a run there is
+the CPU run up to the order of floating-point sums (cuBLAS sums in another order than the CPU's
+BLAS)."""
 
 import math
 

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dlnlab.checks import ConfigError
 from dlnlab.data import synthetic
-from dlnlab.plan import build, plan
+from dlnlab.preflight import build, preflight
 from tests.conftest import compose_cfg
 
 BARE = ("~callbacks.plateaus", "~callbacks.coordinates", "~callbacks.theory", "~callbacks.figures",
@@ -77,7 +77,7 @@ def kicks(X, y, initial, factors, lr, c, batch, seed=0) -> np.ndarray:
 
 
 def initial_factors(cfg) -> np.ndarray:
-    network = build(cfg.model, "model", d=plan(cfg).X.shape[1])  # as train() builds it
+    network = build(cfg.model, "model", d=preflight(cfg).X.shape[1])  # as train() builds it
     first, second = network.power_form()[:2]
     return np.array([getattr(network, n).detach().numpy() for n in (first, second)]), network
 
@@ -103,7 +103,7 @@ def test_two_p_q_is_alpha_squared_times_the_product_of_one_minus_x_squared(
     cfg = compose_cfg(*overrides, f"run.output_dir={tmp_path / 'x'}")
     initial, network = initial_factors(cfg)
     summary, factors = captured(run, *overrides)
-    X, y = plan(cfg).X, plan(cfg).y
+    X, y = preflight(cfg).X, preflight(cfg).y
     c = network.power_form()[3]
     x = kicks(X, y, initial, factors, cfg.optim.lr, c, cfg.optim.batch_size)
     assert 0.3 < np.abs(x).max() < 1
@@ -147,7 +147,7 @@ def test_leaving_the_regime_is_reported_at_exactly_its_step(run, tmp_path, overr
     factors = TRUTH[overrides]
     flipped = ((factors <= 0).any(axis=(1, 2)))
     first = int(np.argmax(flipped))  # factors[k]: after step k
-    X, y = plan(cfg).X, plan(cfg).y
+    X, y = preflight(cfg).X, preflight(cfg).y
     x = np.abs(kicks(X, y, initial, factors[:first + 1], cfg.optim.lr, network.power_form()[3],
                      cfg.optim.batch_size)).max(axis=1)
     assert flipped.any() and first == expected and (x[:first] < 1).all() and x[first] >= 1
@@ -222,12 +222,18 @@ def test_other_models_are_skipped_with_one_line(run, capsys):
 ])
 def test_bad_values_name_the_key(tmp_path, override, message):
     with pytest.raises(ConfigError, match=f"callbacks.effective_alpha.{message}"):
-        plan(compose_cfg(override, f"run.output_dir={tmp_path}"))
+        preflight(compose_cfg(override, f"run.output_dir={tmp_path}"))
 
 
 def test_a_run_gets_its_end_point_figure_and_table(run, tmp_path):
-    summary = run("data.seed=0", "model.alpha=0.1", "optim.lr=0.3", "run.t_max=400", "~callbacks.figures",
-                  "callbacks.effective_alpha.figure=always")
+    summary = run(
+        "data.seed=0",
+        "model.alpha=0.1",
+        "optim.lr=0.3",
+        "run.t_max=400",
+        "~callbacks.figures",
+        "callbacks.effective_alpha.figure=always",
+    )
     end = summary["end_point"]
     assert end["converged"] and end["ratio"] > 2
     assert set(end["errors"]) == {"nominal", "effective", "continuation"}

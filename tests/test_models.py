@@ -1,4 +1,5 @@
-"""Models against closed forms of docs/theory.md §2: clocks, duals, beta maps, and the u²−v² invariant."""
+"""Models against closed forms of docs/theory.md §2: clocks, duals, beta maps, and the u²−v²
+invariant."""
 
 import math
 
@@ -19,7 +20,8 @@ MODELS = {
 
 
 def gd(model: DiagonalNetwork, X, y, lr: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Plain GD written out here; returns the sums of grad L(beta_k) and of its square over the steps."""
+    """Plain GD written out here; returns the sums of grad L(beta_k) and of its square over the
+    steps."""
     X, y = torch.as_tensor(X), torch.as_tensor(y)
     total = torch.zeros(X.shape[1], dtype=X.dtype)
     squares = torch.zeros_like(total)
@@ -65,10 +67,10 @@ def test_beta_follows_the_closed_form_map_before_the_first_jump(name):
     """While beta ≈ 0, grad L ≈ g = −Xᵀy/n is constant and everything integrates by hand.
 
     Flow (docs/theory.md §2), s = −t·g: uv: α² sinh(2 log(1/α) s); depth 2: 2α² sinh(2 log(1/α) s);
-    depth L ≥ 3: α^L[(1−s)^(−L/(L−2)) − (1+s)^(−L/(L−2))].
-    GD after k steps, exactly: uv: u ± v = u0(1 ∓ lr·g)^k, so beta = (u0²/4)[(1−lr·g)^2k − (1+lr·g)^2k];
-    depth 2: w± = α(1 ∓ 2lr·g)^k. GD's beta is the flow's times about exp(−t·T·lr·g²): an
-    O(lr·log(1/α)) relative gap, asserted as such.
+    depth L ≥ 3: α^L[(1−s)^(−L/(L−2)) − (1+s)^(−L/(L−2))]. GD after k steps, exactly: uv: u ± v =
+    u0(1 ∓ lr·g)^k, so beta = (u0²/4)[(1−lr·g)^2k − (1+lr·g)^2k]; depth 2: w± = α(1 ∓ 2lr·g)^k. GD's
+    beta is the flow's times about exp(−t·T·lr·g²): an O(lr·log(1/α)) relative gap, asserted as
+    such.
     """
     X, y = synthetic(n=10, d=6, k=2, seed=1)
     alpha = {"uv": 1e-6, "depth2": 1e-6, "depth3": 1e-2, "depth4": 0.1}[name]
@@ -85,11 +87,14 @@ def test_beta_follows_the_closed_form_map_before_the_first_jump(name):
     a, L = 2 * math.log(1 / alpha), getattr(model, "depth", 2)
     if name == "uv":
         flow = alpha**2 * np.sinh(a * s)
-        np.testing.assert_allclose(beta, alpha**2 / 2 * ((1 - lr * g) ** (2 * k) - (1 + lr * g) ** (2 * k)), rtol=1e-3)
+        np.testing.assert_allclose(
+            beta, alpha**2 / 2 * ((1 - lr * g) ** (2 * k) - (1 + lr * g) ** (2 * k)), rtol=1e-3
+        )
     elif L == 2:
         flow = 2 * alpha**2 * np.sinh(a * s)
-        np.testing.assert_allclose(beta, alpha**2 * ((1 - 2 * lr * g) ** (2 * k) - (1 + 2 * lr * g) ** (2 * k)),
-                                   rtol=1e-3)
+        np.testing.assert_allclose(
+            beta, alpha**2 * ((1 - 2 * lr * g) ** (2 * k) - (1 + 2 * lr * g) ** (2 * k)), rtol=1e-3
+        )
     else:
         flow = alpha**L * ((1 - s) ** (-L / (L - 2)) - (1 + s) ** (-L / (L - 2)))
     gap = 4 * t * model.time_scale() * lr * g**2 if L == 2 else 0
@@ -108,7 +113,9 @@ def test_uv_step_is_gd_on_u_and_v():
         model.descend(h)
     torch.testing.assert_close(model.u.detach(), u - h * v, rtol=1e-14, atol=1e-16)
     torch.testing.assert_close(model.v.detach(), v - h * u, rtol=1e-14, atol=1e-16)
-    torch.testing.assert_close(model.beta().detach(), (u - h * v) * (v - h * u), rtol=1e-12, atol=1e-16)
+    torch.testing.assert_close(
+        model.beta().detach(), (u - h * v) * (v - h * u), rtol=1e-12, atol=1e-16
+    )
 
 
 def test_uv_conserves_u2_minus_v2_up_to_lr_squared():

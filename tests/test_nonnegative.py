@@ -15,8 +15,8 @@ from scipy.optimize import nnls
 
 from dlnlab.checks import ConfigError
 from dlnlab.data import synthetic, worked_example
-from dlnlab.models.base import DiagonalNetwork
 from dlnlab.models import PositiveNetwork
+from dlnlab.models.base import DiagonalNetwork
 from dlnlab.theory import MirrorMap, flow, min_sum_nonnegative_minimizer, saddle_path
 from dlnlab.train import build
 from tests.conftest import compose_cfg
@@ -387,7 +387,8 @@ def test_gd_tracks_the_exact_flow():
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_closed_form_step_equals_autograd(depth):
-    """descend() against the base class's autograd step (`DiagonalNetwork.descend`, called directly)."""
+    """descend() against the base class's autograd step (`DiagonalNetwork.descend`, called
+    directly)."""
     torch.manual_seed(0)
     h = 0.1 * torch.randn(5, dtype=torch.float64)
     closed = PositiveNetwork(5, 0.3, depth=depth, shape="random")

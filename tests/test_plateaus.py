@@ -20,11 +20,14 @@ def feed(detector, losses, block=250):
 
 
 def staircase(levels, jumps, total, width=0.0):
-    """Loss levels joined at the given steps, by a step (width 0) or a smooth sigmoid in log scale."""
+    """Loss levels joined at the given steps, by a step (width 0) or a smooth sigmoid in log
+    scale."""
     steps = np.arange(total)
     log_loss = np.full(total, np.log(levels[0]))
     for (a, b), at in zip(zip(levels[:-1], levels[1:]), jumps):
-        shape = (steps >= at).astype(float) if width == 0 else 1 / (1 + np.exp(-(steps - at) / width))
+        shape = (
+            (steps >= at).astype(float) if width == 0 else 1 / (1 + np.exp(-(steps - at) / width))
+        )
         log_loss += (np.log(b) - np.log(a)) * shape
     return np.exp(log_loss)
 
@@ -43,7 +46,9 @@ def test_staircase_gives_each_plateau_with_its_jump():
     feed(detector, losses)
     assert [p.level for p in detector.plateaus] == pytest.approx([1.0, 0.1, 0.01])
     first, second, third = detector.plateaus
-    assert first.end_step == pytest.approx(1000, abs=6) and second.start_step == pytest.approx(1000, abs=6)
+    assert first.end_step == pytest.approx(1000, abs=6) and second.start_step == pytest.approx(
+        1000, abs=6
+    )
     assert second.end_step == pytest.approx(2500, abs=6) and third.end_step is None
     assert second.jump_step == 1000 and third.jump_step == 2500
     assert second.jump_t == pytest.approx(1.0) and third.jump_t == pytest.approx(2.5)
@@ -56,21 +61,27 @@ def test_smooth_jumps_are_timed_at_the_middle_of_the_drop():
     detector = PlateauDetector()
     feed(detector, losses)
     assert len(detector.plateaus) == 3
-    for plateau, (a, b, centre) in zip(detector.plateaus[1:], [(1.0, 0.05, 1200), (0.05, 1e-3, 3100)]):
+    for plateau, (a, b, centre) in zip(
+        detector.plateaus[1:], [(1.0, 0.05, 1200), (0.05, 1e-3, 3100)]
+    ):
         sigma = np.log(2 * a / (a + b)) / np.log(a / b)
         assert plateau.jump_step == math.ceil(centre + 5 * np.log(sigma / (1 - sigma)))
 
 
 def test_noise_below_the_tolerance_does_not_split_plateaus():
     rng = np.random.default_rng(0)
-    losses = staircase([1.0, 0.1, 0.01], jumps=[1000, 2500], total=4000) * np.exp(rng.uniform(-0.005, 0.005, 4000))
+    losses = staircase([1.0, 0.1, 0.01], jumps=[1000, 2500], total=4000) * np.exp(
+        rng.uniform(-0.005, 0.005, 4000)
+    )
     detector = PlateauDetector(rtol=0.02)
     feed(detector, losses)
     assert [round(p.level, 2) for p in detector.plateaus] == [1.0, 0.1, 0.01]
 
 
 def test_a_plateau_shorter_than_the_window_is_part_of_the_jump():
-    losses = staircase([1.0, 0.3, 0.01], jumps=[1000, 1030], total=3000)  # 30 steps < 50-step window
+    losses = staircase(
+        [1.0, 0.3, 0.01], jumps=[1000, 1030], total=3000
+    )  # 30 steps < 50-step window
     detector = PlateauDetector(window_t=0.05)
     feed(detector, losses)
     assert [p.level for p in detector.plateaus] == pytest.approx([1.0, 0.01])
@@ -78,7 +89,8 @@ def test_a_plateau_shorter_than_the_window_is_part_of_the_jump():
 
 
 def test_slow_drift_stays_on_the_plateau():
-    """The next coordinate growing before its jump: log L drifting by 1% per window is not a jump."""
+    """The next coordinate growing before its jump: log L drifting by 1% per window is not a
+    jump."""
     steps = np.arange(3000)
     losses = np.exp(-0.0002 * steps)  # 1% per 50 steps, under rtol = 2%
     detector = PlateauDetector(rtol=0.02)
@@ -88,7 +100,9 @@ def test_slow_drift_stays_on_the_plateau():
 
 def test_approach_to_zero_loss_ends_on_a_plateau():
     steps = np.arange(6000)
-    losses = np.where(steps < 1000, 1.0, np.exp(-(steps - 1000) / 40.0))  # to 1e-54: exponential convergence
+    losses = np.where(
+        steps < 1000, 1.0, np.exp(-(steps - 1000) / 40.0)
+    )  # to 1e-54: exponential convergence
     detector = PlateauDetector(atol=1e-10)
     feed(detector, losses)
     assert len(detector.plateaus) == 2 and detector.plateaus[1].end_step is None
@@ -96,11 +110,15 @@ def test_approach_to_zero_loss_ends_on_a_plateau():
 
 
 def plateaus_by_definition(losses, window_t=0.05, rtol=0.02, atol=1e-10, bins=8):
-    """(start, end) steps of the plateaus, straight from the definition, one complete bin at a time."""
+    """(start, end) steps of the plateaus, straight from the definition, one complete bin at a
+    time."""
     width = max(1, round(window_t / bins * STEPS_PER_T))
     window, plateaus, inside = [], [], False
     for start in range(0, len(losses) - width + 1, width):
-        window = (window + [(start, losses[start:start + width].min(), losses[start:start + width].max())])[-bins:]
+        window = (
+            window
+            + [(start, losses[start : start + width].min(), losses[start : start + width].max())]
+        )[-bins:]
         low, high = min(b[1] for b in window), max(b[2] for b in window)
         flat = len(window) == bins and high - low <= rtol * low + atol * losses[0]
         if inside and not flat:
@@ -113,14 +131,22 @@ def plateaus_by_definition(losses, window_t=0.05, rtol=0.02, atol=1e-10, bins=8)
 
 @pytest.mark.parametrize("seed", range(20))
 def test_plateaus_are_the_definitions_on_random_noisy_staircases(seed):
-    """The vectorised detector against the definition checked bin by bin, on staircases of random levels,
-    jump times and widths, with noise around the tolerance, fed in blocks of random length."""
+    """The vectorised detector against the definition checked bin by bin, on staircases of random
+    levels, jump times and widths, with noise around the tolerance, fed in blocks of random
+    length."""
     rng = np.random.default_rng(seed)
     levels = np.exp(-np.sort(rng.uniform(0, 12, rng.integers(2, 7))))
     total = int(rng.integers(2000, 12000))
     with np.errstate(over="ignore"):  # the sigmoid far from its jump
-        losses = staircase(levels, np.sort(rng.integers(0, total, len(levels) - 1)), total, width=rng.choice([0, 3, 40]))
-    losses *= 1 + rng.choice([0, 0.002, 0.006]) * rng.standard_normal(total)  # a window's range: ~4σ, near rtol
+        losses = staircase(
+            levels,
+            np.sort(rng.integers(0, total, len(levels) - 1)),
+            total,
+            width=rng.choice([0, 3, 40]),
+        )
+    losses *= 1 + rng.choice([0, 0.002, 0.006]) * rng.standard_normal(
+        total
+    )  # a window's range: ~4σ, near rtol
     detector = PlateauDetector()
     feed(detector, losses, block=int(rng.integers(1, 3000)))
     assert [(p.start_step, p.end_step) for p in detector.plateaus] == plateaus_by_definition(losses)
@@ -143,7 +169,9 @@ def test_state_survives_a_checkpoint_round_trip():
     first = PlateauDetector()
     feed(first, losses[:2000])
     resumed = PlateauDetector()
-    resumed.load_state_dict(pickle.loads(pickle.dumps(first.state_dict())))  # as torch.save stores it
+    resumed.load_state_dict(
+        pickle.loads(pickle.dumps(first.state_dict()))
+    )  # as torch.save stores it
     for start in range(2000, 5000, 250):
         resumed.update(start, losses[start:start + 250], STEPS_PER_T)
     assert resumed.plateaus == uninterrupted.plateaus

@@ -10,6 +10,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 from tensorboard.summary.writer import record_writer
+
 from dlnlab.events import EventFile, framed, masked_crc32c, scalar_events
 
 
@@ -23,24 +24,40 @@ def test_checksum_is_tensorboards_own(size):
 
 @pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
 def test_scalar_events_parse_to_the_events_protobuf_builds(step):
-    values = {"train/loss": 0.25, "train/beta/12": -3e-30, "a": float("inf"), "t/β": 1e6, "x" * 200: 7.0, "n": 3}
+    values = {
+        "train/loss": 0.25,
+        "train/beta/12": -3e-30,
+        "a": float("inf"),
+        "t/β": 1e6,
+        "x" * 200: 7.0,
+        "n": 3,
+    }
     rows = np.array([list(values.values()), [-v for v in values.values()]])
 
     def expected(at, row):
         return Event(wall_time=1.7e9 + 0.123, step=at, summary=Summary(value=[
             Summary.Value(tag=tag, simple_value=v) for tag, v in zip(values, row)]))
     events = scalar_events(np.array([step, step + 1]), 1.7e9 + 0.123, tuple(values), rows)
-    assert [Event.FromString(e) for e in events] == [expected(step, rows[0]), expected(step + 1, rows[1])]
+    assert [Event.FromString(e) for e in events] == [
+        expected(step, rows[0]),
+        expected(step + 1, rows[1]),
+    ]
     (empty,) = scalar_events([step], 1.0, (), np.zeros((1, 0)))
     assert Event.FromString(empty) == Event(wall_time=1.0, step=step, summary=Summary())
-    (event,) = scalar_events([step], 1.0, ("b", "c", "d"), np.array([[float("nan"), -1e300, 1e-300]]))
+    (event,) = scalar_events(
+        [step], 1.0, ("b", "c", "d"), np.array([[float("nan"), -1e300, 1e-300]])
+    )
     nan, huge, tiny = Event.FromString(event).summary.value
     assert nan.tag == "b" and nan.simple_value != nan.simple_value
-    assert huge.simple_value == -float("inf") and tiny.simple_value == 0  # a diverged loss: what protobuf stores
+    assert (
+        huge.simple_value == -float("inf") and tiny.simple_value == 0
+    )  # a diverged loss: what protobuf stores
 
 
 def test_records_are_framed_as_tensorboards_record_writer_frames_them():
-    records = [os.urandom(size) for size in (0, 1, 40, 40, 41, 300, 40, 5000)]  # repeated lengths share a head
+    records = [
+        os.urandom(size) for size in (0, 1, 40, 40, 41, 300, 40, 5000)
+    ]  # repeated lengths share a head
     file = io.BytesIO()
     writer = record_writer.RecordWriter(file)
     for data in records:
@@ -54,8 +71,12 @@ def test_scalars_written_in_one_event_read_back(tmp_path):
     events = EventFile(tmp_path)
     events.text("notes", "before", 0)
     steps = np.arange(3)
-    events.scalars(steps, ("a", "b/1", "c"), np.column_stack([0.5 * steps, -steps, np.full(3, 1e-30)]),
-                   t=np.array([0.0, 0.0015, 2.5]))
+    events.scalars(
+        steps,
+        ("a", "b/1", "c"),
+        np.column_stack([0.5 * steps, -steps, np.full(3, 1e-30)]),
+        t=np.array([0.0, 0.0015, 2.5]),
+    )
     events.text("notes", "after", 3)
     events.close()
     read = EventAccumulator(str(tmp_path)).Reload()

@@ -31,23 +31,32 @@ def assert_path_properties(X, y, path, tol=1e-9):
         support = beta != 0
         np.testing.assert_array_equal(np.sign(beta[support]), s[support])  # s ∈ ∂‖β‖₁
         np.testing.assert_array_equal(np.sign(beta[support]), face[support])
-        g = X.T @ (X @ beta - y) / n  # KKT of the face problem: stationary on the support, no descent along the face
+        g = (
+            X.T @ (X @ beta - y) / n
+        )  # KKT of the face problem: stationary on the support, no descent along the face
         assert np.abs(g[support]).max(initial=0) <= tol * scale * 10
         assert np.all(face * g >= -tol * scale * 10)
     grid = np.linspace(0, path.times[-1] * 1.2, 2001)
     assert np.abs(path.dual(grid)).max() <= 1 + 1e-12  # ‖s(t)‖∞ ≤ 1 along the path
-    np.testing.assert_allclose(path.dual(path.times[1:]), path.duals[1:], atol=1e-12)  # s is continuous
+    np.testing.assert_allclose(
+        path.dual(path.times[1:]), path.duals[1:], atol=1e-12
+    )  # s is continuous
     final = X.T @ (X @ path.betas[-1] - y) / n
     assert np.abs(final).max() <= tol * scale * 10  # the last saddle is a global minimiser
-    np.testing.assert_allclose(path.betas[-1], min_l1_minimizer(X, y), atol=1e-9 * max(1, np.abs(path.betas[-1]).max()))
+    np.testing.assert_allclose(
+        path.betas[-1], min_l1_minimizer(X, y), atol=1e-9 * max(1, np.abs(path.betas[-1]).max())
+    )
 
 
 def test_worked_example_exactly():
     X, y = worked_example()
     path = saddle_path(X, y)
     np.testing.assert_allclose(path.times, [0, 2, 8, 552 / 49], rtol=1e-14)
-    np.testing.assert_allclose(path.betas, [[0, 0, 0, 0], [0.8, 0, 0, 0], [0, 0, 1.4, 0], [0, 0, 10 / 7, -10 / 49]],
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        path.betas,
+        [[0, 0, 0, 0], [0.8, 0, 0, 0], [0, 0, 1.4, 0], [0, 0, 10 / 7, -10 / 49]],
+        atol=1e-14,
+    )
     assert path.entering == [[], [0], [2], [3]]
     assert path.leaving == [[], [], [0], []]  # coordinate 1 (index 0) deactivates at t = 8
     assert_path_properties(X, y, path)
@@ -116,7 +125,9 @@ def test_time_average_is_the_lasso_before_any_deactivation():
     first_exit = next(k for k, out in enumerate(path.leaving) if out)
     for t in np.linspace(path.times[1] * 1.01, path.times[first_exit] * 0.999, 7):
         b = path.time_average(t)
-        corr = X.T @ (y - X @ b) / len(y)  # KKT: corr = sign(b)/t on the support, |corr| ≤ 1/t elsewhere
+        corr = (
+            X.T @ (y - X @ b) / len(y)
+        )  # KKT: corr = sign(b)/t on the support, |corr| ≤ 1/t elsewhere
         on = b != 0
         np.testing.assert_allclose(corr[on], np.sign(b[on]) / t, rtol=1e-9)
         assert np.all(np.abs(corr[~on]) <= 1 / t * (1 + 1e-9))
@@ -160,14 +171,18 @@ def direct(X, y, alpha, t_end, depth=None, shape=1.0):
     return beta(sol.y[:, -1])
 
 
-@pytest.mark.parametrize("depth, alpha, shape", [(None, 1e-3, 1.0), (None, 1e-2, "random"), (2, 1e-3, 1.0),
-                                                 (3, 0.1, 1.0), (4, 0.3, "random")])
+@pytest.mark.parametrize(
+    "depth, alpha, shape",
+    [(None, 1e-3, 1.0), (None, 1e-2, "random"), (2, 1e-3, 1.0), (3, 0.1, 1.0), (4, 0.3, "random")],
+)
 def test_flow_matches_direct_integration_of_the_network(depth, alpha, shape):
     X, y = synthetic(n=6, d=8, k=2, seed=7)
     shape = np.random.default_rng(0).uniform(0.5, 1.5, 8) if shape == "random" else shape
     t_end = 1.5 * saddle_path(X, y).times[1]
     f = flow(X, y, math.log(alpha), [t_end], depth=depth, shape=shape)
-    np.testing.assert_allclose(f.betas[0], direct(X, y, alpha, t_end, depth, shape), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        f.betas[0], direct(X, y, alpha, t_end, depth, shape), rtol=1e-6, atol=1e-9
+    )
 
 
 def test_flow_losses_decrease_and_crossings_are_ordered():
@@ -191,16 +206,23 @@ def test_degenerate_inputs():
     path = saddle_path(Xz, y)
     assert np.all(path.betas[:, 4] == 0)
     assert_path_properties(Xz, y, path)
-    # duplicated columns: general position fails, with a warning, and the path still ends at a minimiser
+    # duplicated columns: general position fails, with a warning, and the path still ends at a
+    # minimiser
     Xd = np.column_stack([X, X[:, np.argmax(np.abs(X.T @ y))]])
     with pytest.warns(GeneralPositionWarning):
         path = saddle_path(Xd, y)
     assert path.losses[-1] <= 1e-20
-    assert np.abs(path.betas[-1]).sum() == pytest.approx(np.abs(min_l1_minimizer(Xd, y)).sum(), rel=1e-9)
+    assert np.abs(path.betas[-1]).sum() == pytest.approx(
+        np.abs(min_l1_minimizer(Xd, y)).sum(), rel=1e-9
+    )
     # n = 1 and d = 1
-    np.testing.assert_allclose(saddle_path(np.array([[2.0, 1.0, -3.0]]), np.array([6.0])).betas[-1], [0, 0, -2])
+    np.testing.assert_allclose(
+        saddle_path(np.array([[2.0, 1.0, -3.0]]), np.array([6.0])).betas[-1], [0, 0, -2]
+    )
     one = saddle_path(np.array([[1.0], [2.0]]), np.array([1.0, 1.0]))
-    np.testing.assert_allclose(one.times, [0, 2 / 3]) and np.testing.assert_allclose(one.betas[-1], [0.6])
+    np.testing.assert_allclose(one.times, [0, 2 / 3]) and np.testing.assert_allclose(
+        one.betas[-1], [0.6]
+    )
 
 
 def test_iteration_cap_and_bad_values():

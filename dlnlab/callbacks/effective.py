@@ -33,6 +33,9 @@ def initial_effective_alpha(model) -> np.ndarray | None:
     return None
 
 
+SHRUNK = 0.01  # figure="auto": drawn when some α_eff shrank by this fraction or more
+
+
 def gains(a: np.ndarray, b: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """α_eff / α_eff(0) = sqrt(2ab) / α_eff(0) per coordinate (rows of a, b alike), NaN where a or
     b is not positive (a sign flipped: no effective α)."""
@@ -56,9 +59,10 @@ class EffectiveAlpha(NetworkCallback):
       offset log(p/q) (where gradient flow from the run's final state would end: how far the run
       is from converged); as a text table (`effective/end_point`), in summary.json
       (`effective_alpha`, `max_gamma_g`, `left_regime`, `end_point`) and as
-      `figures/end_point.png` (`figure`: "converged", the default, draws it when the comparison
-      counts as converged, "always" or "never"; about 0.8 s). The comparison counts as converged
-      when the run is within `converged_within` × (the nominal prediction's error) of its own end.
+      `figures/end_point.png` (`figure`: "auto", the default, draws it when the comparison counts
+      as converged and the steps shrank some α_eff by 1% or more, where it says something; or
+      "always", "never"; about 0.8 s). The comparison counts as converged when the run is within
+      `converged_within` × (the nominal prediction's error) of its own end.
     """
 
     def __init__(self, *, hist_every_t: float, max_d: int, converged_within: float,
@@ -273,8 +277,10 @@ class _Effective:
 
     def draw(self, task) -> None:
         end, when = self.end_point, self.settings.figure
-        if end is None or "skipped" in end or when == "never" or (
-                when == "converged" and not end["converged"]):
+        if end is None or "skipped" in end or when == "never":
+            return
+        if when == "auto" and not (end["converged"] and np.nanmin(
+                gains(*self._factors(), self.initial)) <= 1 - SHRUNK):
             return
         from dlnlab import plots  # matplotlib: only when drawing
 

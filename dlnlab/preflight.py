@@ -1,4 +1,4 @@
-"""A run's plan: its data and each replica's settings, every value checked before any work and
+"""A run's preflight: its data and each replica's settings, every value checked before any work and
 before torch or Lightning is imported, so that a configuration error answers at once with one line
 naming the key, the value and the fix (docs/design.md, "Starting a run").
 
@@ -36,7 +36,7 @@ CLOCKS = {  # the built-in models' clocks, from their configuration
 
 
 @dataclass
-class Plan:
+class RunSpec:
     """What a run will do: the output folder, the data, and (name, config) per replica ("" and
     the run's own config for a single run)."""
 
@@ -47,7 +47,8 @@ class Plan:
 
 
 def build(node: DictConfig, key: str, **kwargs):
-    """Instantiate a config node; a missing value or a ConfigError inside comes out naming the key."""
+    """Instantiate a config node; a missing value or a ConfigError inside comes out naming the
+    key."""
     from hydra.errors import InstantiationException
 
     missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. data.path
@@ -62,8 +63,8 @@ def build(node: DictConfig, key: str, **kwargs):
         raise
 
 
-def plan(cfg: DictConfig) -> Plan:
-    """Check everything a run needs before it starts; return its Plan."""
+def preflight(cfg: DictConfig) -> RunSpec:
+    """Check everything a run needs before it starts; return its RunSpec."""
     out = output_dir(cfg)
     X, y = build(cfg.data, "data")
     replicas = expand(cfg)
@@ -72,11 +73,12 @@ def plan(cfg: DictConfig) -> Plan:
         check_run(replica, X.shape[0])
         check_length(replica)
     check_callbacks(cfg)
-    return Plan(out, X, y, replicas)
+    return RunSpec(out, X, y, replicas)
 
 
 def output_dir(cfg: DictConfig) -> Path:
-    """Hydra's run directory under dlnlab-train; run.output_dir when train() is called from Python."""
+    """Hydra's run directory under dlnlab-train; run.output_dir when train() is called from
+    Python."""
     if HydraConfig.initialized():
         if cfg.run.output_dir is not None:
             raise ConfigError(f"run.output_dir={cfg.run.output_dir} is for train() called from "
@@ -113,7 +115,8 @@ def check_run(cfg: DictConfig, n: int) -> None:
     if optim.method not in ("gd", "sgd"):
         raise ConfigError(f"optim.method={optim.method!r} is unknown: use optim=gd or optim=sgd")
     if not (math.isfinite(optim.lr) and optim.lr > 0):
-        raise ConfigError(f"optim.lr={optim.lr!r} must be a positive step size (e.g. optim.lr=1e-2)")
+        raise ConfigError(f"optim.lr={optim.lr!r} must be a positive step size (e.g. "
+                          "optim.lr=1e-2)")
     if optim.method == "sgd" and not (optim.batch_size is not None and 1 <= optim.batch_size <= n):
         raise ConfigError(f"optim.batch_size={optim.batch_size!r} must be between 1 and n={n} "
                           "for SGD")
@@ -135,7 +138,8 @@ def check_run(cfg: DictConfig, n: int) -> None:
         raise ConfigError(f"run.num_threads={run.num_threads!r} must be ≥ 1 (or null: 1 for small "
                           "problems, all cores for large ones)")
     if run.engine not in ("auto", "fused", "torch"):
-        raise ConfigError(f"run.engine={run.engine!r} is unknown: use auto (default), fused or torch")
+        raise ConfigError(f"run.engine={run.engine!r} is unknown: use auto (default), fused or "
+                          "torch")
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint (runs save "
                           "<run dir>/checkpoints/last.ckpt)")
