@@ -45,7 +45,12 @@ def _jump_lines(ax, path, label=True) -> None:
 
 
 def _grid(t, path) -> np.ndarray:
-    end = max(np.max(t), path.times[-1] * 1.1) if path is not None else np.max(t)
+    """Accelerated times to draw the limit at: the run's span, stretched to show a limit jump that
+    falls a little after it (not one far beyond: the run would shrink to a corner)."""
+    end = np.max(t)
+    if path is not None:
+        near = path.times[path.times <= 1.5 * end]
+        end = max(end, near[-1] * 1.1)
     return np.linspace(0, end, 2000)
 
 
@@ -114,7 +119,8 @@ def coordinates_figure(t, betas, tracked, path, flow_t=None, flow_betas=None,
 
 
 def dual_figure(t, duals, tracked, path, name="") -> plt.Figure:
-    """s_i(t) inside [−1, 1]: a coordinate can be non-zero only once |s_i| reaches 1."""
+    """s_i(t) inside [−1, 1] (a coordinate can be non-zero only once |s_i| reaches 1), or below 1
+    for a non-negative network's limit (docs/nonnegative.md: only s_i = 1 activates)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     grid = _grid(t, path)
     limit = path.dual(grid, tracked) if path is not None else None
@@ -123,9 +129,11 @@ def dual_figure(t, duals, tracked, path, name="") -> plt.Figure:
         ax.plot(t, np.asarray(duals)[:, c], color=color, label=f"s_{i}", **RUN)
         if limit is not None:
             ax.plot(grid, limit[:, c], color=color, ls=":", lw=1.6)
-    ax.axhspan(-1, 1, color="0.93", zorder=0)
+    one_sided = path is not None and path.kind == "nonnegative"
+    ax.axhspan(ax.get_ylim()[0] if one_sided else -1, 1, color="0.93", zorder=0)
     ax.axhline(1, color="k", lw=0.8)
-    ax.axhline(-1, color="k", lw=0.8)
+    if not one_sided:
+        ax.axhline(-1, color="k", lw=0.8)
     _jump_lines(ax, path, label=False)
     ax.set_xlabel("accelerated time t")
     ax.set_ylabel("dual variable s_i")

@@ -157,7 +157,10 @@ def check_run(cfg: DictConfig, n: int) -> None:
     if trainer.accelerator not in ("auto", "cpu", "gpu", "cuda"):
         raise ConfigError(f"trainer.accelerator={trainer.accelerator!r} is unknown: use auto, cpu "
                           "or gpu")
-    TheoryConfig(**OmegaConf.to_container(cfg.theory)).check()
+    try:
+        TheoryConfig(**OmegaConf.to_container(cfg.theory)).check()
+    except ConfigError as e:
+        raise ConfigError(f"theory.{e}") from None
 
 
 def steps_to(cfg: DictConfig, clock: float) -> int:

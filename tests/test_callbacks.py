@@ -53,3 +53,29 @@ def test_every_callback_has_a_schema_and_its_defaults_in_one_place():
         assert all(p.default is inspect.Parameter.empty for p in parameters.values()), (
             schema.__name__
         )
+
+
+@pytest.mark.parametrize("overrides", [
+    ("callbacks.coordinates.max_coords=0", "callbacks.theory.max_coords=0",
+     "callbacks.figures.max_coords=0"),
+    ("data.k=0", "data.noise=0.1"),  # y is noise alone: the limit is the noise's fit
+    ("data.k=0", "data.noise=0.1", "model.alpha=[1e-5,1e-10]"),
+])
+def test_legal_corner_cases_end_with_their_checkpoint_summary_and_no_traceback(
+        run, tmp_path, overrides):
+    """Whatever the end-of-run figures make of them, the final checkpoint and summary.json come
+    first."""
+    summary = run("run.t_max=2", *overrides)
+    (out,) = tmp_path.glob("run*")
+    assert summary["status"] == "completed" and (out / "summary.json").exists()
+    assert (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_diverging_deep_run_keeps_what_it_wrote_and_says_why(run, tmp_path):
+    """Depth 50 with a step far too large: the loss overflows; the run says it diverged (with a
+    step to try), keeps its last good checkpoint and its summary, and draws what it can."""
+    summary = run("model=symmetric", "model.depth=50", "model.alpha=0.7", "optim.lr=50",
+                  "run.t_max=3")
+    (out,) = tmp_path.glob("run*")
+    assert summary["status"] == "diverged" and "try optim.lr=" in summary["message"]
+    assert (out / "summary.json").exists() and (out / "checkpoints" / "last.ckpt").exists()

@@ -59,6 +59,14 @@ def test_typos_and_wrong_types_fail_at_composition(override, error):
     (["data=file"], "data.path has no value"),
     (["model.shape=[1,2]"], "model.shape=[1, 2] must be 40 finite positive numbers"),
     (["trainer.profiler=advanced"], "trainer.profiler='advanced' is unknown"),
+    (["trainer.devices=2"], "trainer.devices=2: dlnlab trains on one device"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator='tpu' is unknown"),
+    (["run.num_threads=0"], "run.num_threads=0 must be ≥ 1"),
+    (["callbacks.coordinates.threshold=-1"],
+     "callbacks.coordinates.threshold=-1.0 must be a number > 0"),
+    (["callbacks.plateaus.window_t=0"], "callbacks.plateaus.window_t=0.0 must be a number > 0"),
+    (["callbacks.theory.max_coords=-2"], "callbacks.theory.max_coords=-2 must be an integer ≥ 0"),
+    (["theory.flow_max_d=-1"], "theory.flow_max_d=-1 must be an integer ≥ 0"),
 ])
 def test_bad_values_get_one_message_naming_key_and_value(run, overrides, message):
     with pytest.raises(ConfigError) as info:
