@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dlnlab.callbacks import PlateauDetector
-from dlnlab.callbacks.plateaus import midpoint
+from dlnlab.callbacks.plateaus import midpoint, sliding
 
 STEPS_PER_T = 1000  # 1000 optimiser steps per unit of accelerated time
 
@@ -185,3 +185,12 @@ def test_the_midpoint_is_the_middle_of_the_drop():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="window_t"):
         PlateauDetector(window_t=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 64, 1000])
+def test_sliding_extremes_equal_the_direct_reduction_over_each_window(n):
+    a = np.random.default_rng(n).standard_normal(n)
+    for k in range(1, min(n, 17) + 1):
+        windows = np.lib.stride_tricks.sliding_window_view(a, k)
+        assert np.array_equal(sliding(np.minimum, a, k), windows.min(axis=1)), k
+        assert np.array_equal(sliding(np.maximum, a, k), windows.max(axis=1)), k

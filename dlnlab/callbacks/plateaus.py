@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 
 from dlnlab.callbacks.base import NetworkCallback
 
@@ -32,6 +31,15 @@ class Plateau:
     jump_t: float | None = None
     beta: list[float] | None = None  # β at the last recorded step on the plateau
     support: list[int] = field(default_factory=list)
+
+
+def sliding(op: np.ufunc, a: np.ndarray, k: int) -> np.ndarray:
+    """op (np.minimum or np.maximum) over every window a[i:i + k]: by doubling spans, about log₂ k
+    passes over `a` (a reduction along a short strided axis costs k)."""
+    out, span = a, 1
+    while 2 * span <= k:
+        out, span = op(out[:-span], out[span:]), 2 * span
+    return op(out[:len(a) - k + 1], out[k - span:]) if span < k else out
 
 
 def midpoint(before: float, after: float) -> float:
@@ -125,8 +133,7 @@ class PlateauDetector:
         lows, highs = np.concatenate([window[:, 1], lows]), np.concatenate([window[:, 2], highs])
         flat = np.zeros(len(steps), dtype=bool)  # flat[e]: the window of bins e − bins + 1 .. e
         if len(steps) >= self.bins:
-            low = sliding_window_view(lows, self.bins).min(axis=1)
-            high = sliding_window_view(highs, self.bins).max(axis=1)
+            low, high = sliding(np.minimum, lows, self.bins), sliding(np.maximum, highs, self.bins)
             flat[self.bins - 1:] = high - low <= self._tolerance(low)
         starts, ends = np.flatnonzero(flat), np.flatnonzero(~flat)
         events, at, fresh = [], held, -1  # fresh: the last end; windows must begin after it
