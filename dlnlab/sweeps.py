@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from dlnlab.checks import ConfigError
-from dlnlab.summary import write_json
+from dlnlab.files import write_json
 
 PROGRAM = "dlnlab-train"
 JOBS = "jobs.json"  # the sweep's jobs (num, overrides, dir), written before any job starts

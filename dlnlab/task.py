@@ -18,11 +18,12 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from dlnlab.callbacks.base import NetworkCallback
 from dlnlab.engines import Sampler
+from dlnlab.files import write_json
 from dlnlab.interrupts import one_shot
 from dlnlab.record import BlockRecord, History, Replica, Schedule, Trajectory
 from dlnlab.resume import fingerprint
 from dlnlab.stack import Stack
-from dlnlab.summary import network_summary, run_summary, write_json
+from dlnlab.summary import network_summary, run_summary
 
 RECORD_BYTES = 2**26  # cap on what a block records (β and s of every row): 64 MB
 LOSS_BYTES = 2**25  # cap on a block's loss record (steps × rows): 32 MB

@@ -24,10 +24,10 @@ from dlnlab import resume
 from dlnlab.callbacks import AcceleratedTimeProgressBar
 from dlnlab.checks import ConfigError
 from dlnlab.engines import ENGINES
+from dlnlab.files import check_writable, write_error, write_json
 from dlnlab.preflight import RunSpec, build, preflight, steps_to
 from dlnlab.record import Replica
 from dlnlab.stack import Stack
-from dlnlab.summary import check_writable, write_error, write_json
 from dlnlab.task import DiagonalTask, steps_per_call
 
 SMALL_PROBLEM = 1_000_000  # n·d (times the replicas) below which one thread beats two

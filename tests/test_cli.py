@@ -169,3 +169,14 @@ def test_second_ctrl_c_stops_at_once_inside_a_long_fused_block(tmp_path):
         proc.kill()
     assert proc.returncode == -signal.SIGINT
     assert elapsed < 5
+
+
+def test_help_and_configuration_errors_answer_before_the_heavy_imports():
+    """`--help` and every configuration error are answered by dlnlab.cli and the torch-free
+    checks: importing the command line must not import torch, Lightning, TensorBoard, matplotlib
+    or numba (each costs seconds; the benchmark times the whole answer)."""
+    heavy = ["torch", "lightning", "tensorboard", "matplotlib", "numba"]
+    code = ("import sys, dlnlab.cli, dlnlab.preflight, dlnlab.sweeps; "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -276,7 +276,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_one(tmp_path, 
 
 
 def test_a_summary_that_cannot_be_written_keeps_the_previous_one(tmp_path, monkeypatch):
-    from dlnlab import summary
+    from dlnlab import files as summary
 
     path = tmp_path / "summary.json"
     summary.write_json(path, {"status": "completed"})

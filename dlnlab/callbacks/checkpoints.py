@@ -8,7 +8,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Checkpoint
 
 from dlnlab.callbacks.base import NetworkCallback
-from dlnlab.summary import remove, write_error
+from dlnlab.files import remove, write_error
 
 
 class Checkpoints(Checkpoint):
