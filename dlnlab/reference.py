@@ -32,8 +32,10 @@ class Reference:
         self.name = type(self.model).__name__
         self.has_clock = self.model.time_scale() is not None
 
-    def _note(self, text: str) -> None:
-        prefix = f"{self.replica.name}: " if self.replica.name else ""
+    def _note(self, text: str, network: bool = True) -> None:
+        """Warn once: a note about this network names it; one about the run's data (network=False)
+        is the same for every replica, and Python's filter shows it once."""
+        prefix = f"{self.replica.name}: " if self.replica.name and network else ""
         warnings.warn(prefix + text, TheoryWarning, stacklevel=2)
 
     def _data(self) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +83,8 @@ class Reference:
             self._note(f"{self.name} has no mirror map: no exact-flow overlay")
         elif X.shape[1] > self.task.flow_max_d:
             self._note(f"d = {X.shape[1]} > theory.flow_max_d = {self.task.flow_max_d}: no "
-                       "exact-flow overlay (its cost grows like d³; raise theory.flow_max_d)")
+                       "exact-flow overlay (its cost grows like d³; raise theory.flow_max_d)",
+                       network=False)
         elif math.isfinite(self.horizon):
             try:
                 return flow(X, y, mirror.log_alpha, [self.horizon], depth=mirror.depth,

@@ -180,3 +180,18 @@ def test_help_and_configuration_errors_answer_before_the_heavy_imports():
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_note_about_the_data_is_one_line_however_many_replicas(tmp_path):
+    """d above theory.flow_max_d and callbacks.effective_alpha.max_d is the same for every replica:
+    one line each, not one per replica."""
+    out = subprocess.run(
+        command("data.n=10", "data.d=30", "theory.flow_max_d=20",
+                "callbacks.effective_alpha.max_d=20", "model.shape=random",
+                "model.shape_seed=[1,2,3,4]", "run.t_max=0.3",
+                "~callbacks.figures", f"hydra.run.dir={tmp_path}/run"),
+        env=env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert sum("d = 30 > theory.flow_max_d = 20" in line for line in lines) == 1
+    assert sum("d = 30 > callbacks.effective_alpha.max_d = 20" in line for line in lines) == 1

@@ -195,8 +195,9 @@ class _Effective:
                 self.end_point = {"skipped": f"{type(e).__name__}: {e}"}
         if "skipped" in self.end_point:
             if replica.status != "diverged":  # a diverged run says so itself
-                warnings.warn(f"EffectiveAlpha{': ' + replica.name if replica.name else ''}: no "
-                              f"end point comparison ({self.end_point['skipped']})", stacklevel=1)
+                name = f": {replica.name}" if replica.name and d <= self.settings.max_d else ""
+                warnings.warn(f"EffectiveAlpha{name}: no end point comparison "
+                              f"({self.end_point['skipped']})", stacklevel=1)
         elif replica.tensorboard is not None:
             replica.tensorboard["run"].text("effective/end_point", self.table(),
                                             replica.steps_done)
