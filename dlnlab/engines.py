@@ -133,7 +133,7 @@ class TorchEngine:
         """Steps start .. stop − 1 of the rows `rows` (tensors `values`), two products each."""
         m, (n, d) = len(rows), X.shape
         beta_of, descend = _operations(stack, values)
-        residuals, H = X.new_empty((m, n)), X.new_empty((m, d))
+        residuals, H, absolute = X.new_empty((m, n)), X.new_empty((m, d)), X.new_empty((m, d))
         block = X.new_empty((stop - start, m))  # ‖r‖² of each row at each step
         tops = X.new_empty((stop - start, m))  # ‖h‖∞ of each row at each step
         uniform = len(set(scale)) == 1
@@ -143,7 +143,7 @@ class TorchEngine:
         if shuffle:
             torch.index_select(X, 0, orders[epoch], out=Xs)
             torch.index_select(y, 0, orders[epoch], out=ys)
-        addmm, vecdot, norm = torch.addmm, torch.linalg.vecdot, torch.linalg.vector_norm
+        addmm, vecdot = torch.addmm, torch.linalg.vecdot
         for j in range(start, stop):
             if shuffle and pos + batch > n:
                 epoch, pos = epoch + 1, 0
@@ -158,7 +158,8 @@ class TorchEngine:
             addmm(H, R[:, pos:pos + batch], Xs[pos:pos + batch], beta=0, alpha=alpha, out=H)
             if not uniform:
                 H.mul_(lr)
-            norm(H, float("inf"), dim=1, out=tops[j - start])
+            # ‖h‖∞ as abs then amax: vector_norm(inf) is a slow, unvectorised reduction
+            torch.amax(torch.abs(H, out=absolute), dim=1, out=tops[j - start])
             descend(H)
             if shuffle:
                 pos += batch
