@@ -3,10 +3,12 @@
 import inspect
 from dataclasses import MISSING, fields
 
+import numpy as np
 import pytest
 from hydra.utils import get_class as locate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from dlnlab.callbacks.base import Milestones
 from dlnlab.config import CALLBACKS
 
 ALONE = {  # what each callback, alone, must still produce
@@ -79,3 +81,28 @@ def test_a_diverging_deep_run_keeps_what_it_wrote_and_says_why(run, tmp_path):
     (out,) = tmp_path.glob("run*")
     assert summary["status"] == "diverged" and "try optim.lr=" in summary["message"]
     assert (out / "summary.json").exists() and (out / "checkpoints" / "last.ckpt").exists()
+
+
+def test_milestones_are_due_where_the_definition_says_in_any_blocks():
+    """Milestones.due (a binary search per milestone) against the definition evaluated at every
+    record: the first record past each multiple of every_t up to 10·every_t, then past each 10% of
+    t, skipping records that are not usable; fed in random blocks."""
+    rng = np.random.default_rng(3)
+    for every in (0.1, 1.0, 0.37):
+        t = np.cumsum(rng.exponential(every / 7, 3000))
+        usable = rng.random(len(t)) > 0.2
+        knee = 10 * every
+        index = np.floor(np.where(t < knee, t / every,
+                                  10 + np.log(np.maximum(t, knee) / knee) / np.log(1.1)))
+        expected, count = [], 0
+        for j in range(len(t)):
+            if index[j] >= count and usable[j]:
+                expected.append(j)
+                count = int(index[j]) + 1
+        milestones, got, at = Milestones(every), [], 0
+        for size in rng.integers(1, 400, 100):
+            block = slice(at, min(at + size, len(t)))
+            got += [block.start + j for j in milestones.due(t[block],
+                                                            lambda j: usable[block.start + j])]
+            at = block.stop
+        assert got == expected and milestones.count == count and len(expected) > 20

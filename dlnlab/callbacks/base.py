@@ -10,9 +10,11 @@ fail without losing anything), `summary()` (findings for the network's entry in 
 `state_dict()` / `load_state_dict()` (what a checkpoint keeps).
 """
 
+import math
 import warnings
 
 import lightning.pytorch as pl
+import numpy as np
 
 
 class NetworkCallback(pl.Callback):
@@ -59,3 +61,37 @@ class NetworkCallback(pl.Callback):
         for network, state in zip(self.networks, state_dict["networks"]):
             if hasattr(network, "load_state_dict"):
                 network.load_state_dict(state)
+
+
+class Milestones:
+    """When an occasional record (a histogram) is due: at the first record past each multiple of
+    `every_t` of accelerated time up to t = 10·`every_t`, then past each 10% more of t (a long run
+    writes like log t). `count` (checkpointed by the caller) is how many have been written."""
+
+    def __init__(self, every_t: float):
+        self.every_t, self.knee, self.count = every_t, 10 * every_t, 0
+
+    def index(self, t: float) -> int:
+        """The milestone interval accelerated time t falls in."""
+        if t < self.knee:
+            return math.floor(t / self.every_t)
+        return math.floor(10 + math.log(t / self.knee) / math.log(1.1))
+
+    def time(self, k: int) -> float:
+        """Where milestone k is (the inverse of `index`)."""
+        return k * self.every_t if k <= 10 else self.knee * 1.1 ** (k - 10)
+
+    def due(self, t: np.ndarray, usable=lambda j: True):
+        """Yield the indices into the increasing times `t` at which to write (a binary search per
+        milestone, not a pass over every record); `usable(j)` may decline a record (the next one
+        past the milestone is then tried)."""
+        at = 0
+        while at < len(t):
+            j = at + int(np.searchsorted(t[at:], self.time(self.count) * (1 - 1e-9)))
+            if j == len(t):
+                return
+            k = self.index(float(t[j]))
+            if k >= self.count and usable(j):
+                self.count = k + 1
+                yield j
+            at = j + 1

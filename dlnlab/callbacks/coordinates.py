@@ -1,10 +1,9 @@
 """Active coordinates: which |β_i| are above a threshold, when that set changes, their values."""
 
-import math
 
 import numpy as np
 
-from dlnlab.callbacks.base import NetworkCallback
+from dlnlab.callbacks.base import Milestones, NetworkCallback
 from dlnlab.reference import reference
 
 
@@ -37,11 +36,10 @@ class _Coordinates:
 
     def __init__(self, replica, threshold: float, max_coords: int, hist_every_t: float):
         self.replica, self.threshold = replica, threshold
-        self.max_coords, self.hist_every_t = max_coords, hist_every_t
+        self.max_coords, self.histograms = max_coords, Milestones(hist_every_t)
         self.active: list[int] = []
         self.tracked: list[int] = []
         self.events: list[dict] = []
-        self.histograms = 0  # histograms written so far (one per hist_every_t)
 
     def update(self, trajectory) -> None:
         if not len(trajectory.steps):
@@ -85,15 +83,10 @@ class _Coordinates:
                         None if duals is None else duals[before], coordinates)
 
     def _histograms(self, tb, steps, betas) -> None:
-        """A histogram of β at the first recorded step past each multiple of hist_every_t up to
-        t = 10·hist_every_t, then past each 10% more of t (a long run's cost grows like log t)."""
-        t, knee = self.replica.time(steps), 10 * self.hist_every_t
-        beyond = 10 + np.log(np.maximum(t, knee) / knee) / math.log(1.1)
-        due = np.floor(np.where(t < knee, t / self.hist_every_t, beyond))
-        for j in np.flatnonzero(due >= self.histograms):
-            if due[j] >= self.histograms and np.isfinite(betas[j]).all():
-                tb["run"].histogram("beta", betas[j], int(steps[j]))
-                self.histograms = int(due[j]) + 1
+        """A histogram of β at the records due (Milestones: every hist_every_t of t, then 10%)."""
+        for j in self.histograms.due(self.replica.time(steps),
+                                     lambda j: np.isfinite(betas[j]).all()):
+            tb["run"].histogram("beta", betas[j], int(steps[j]))
 
     def _event(self, step: int, active: list[int]) -> list[int]:
         """Record a change of the active set; return the coordinates tracked from now on."""
@@ -118,8 +111,8 @@ class _Coordinates:
 
     def state_dict(self) -> dict:
         return {"active": self.active, "tracked": self.tracked, "events": self.events,
-                "histograms": self.histograms}
+                "histograms": self.histograms.count}
 
     def load_state_dict(self, state: dict) -> None:
         self.active, self.tracked = list(state["active"]), list(state["tracked"])
-        self.events, self.histograms = list(state["events"]), state["histograms"]
+        self.events, self.histograms.count = list(state["events"]), state["histograms"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlnlab.callbacks.base import NetworkCallback
+from dlnlab.callbacks.base import Milestones, NetworkCallback
 from dlnlab.models import SymmetricNetwork, UVNetwork
 from dlnlab.theory import hyperbolic_minimizer
 
@@ -104,7 +104,7 @@ class _Effective:
         self.X, self.y = task.X.cpu().double().numpy(), task.y.cpu().double().numpy()
         self.max_x = 0.0  # max over steps and coordinates of |x| = c·‖h‖∞
         self.left: dict | None = None  # the step that left the regime
-        self.histograms = 0
+        self.histograms = Milestones(settings.hist_every_t)
         self.end_point: dict | None = None
         self.predictions: dict = {}  # the predicted β (for the figure)
 
@@ -160,18 +160,12 @@ class _Effective:
                 step)
 
     def _histograms(self, tb, steps, g) -> None:
-        """A histogram of the gain at the first logged record past each multiple of hist_every_t
-        up to t = 10·hist_every_t, then past each 10% more of t."""
-        every = self.settings.hist_every_t
-        t, knee = self.replica.time(steps), 10 * every
-        beyond = 10 + np.log(np.maximum(t, knee) / knee) / math.log(1.1)
-        due = np.floor(np.where(t < knee, t / every, beyond))
-        for j in np.flatnonzero(due >= self.histograms):
-            finite = np.round(g[j][np.isfinite(g[j])], 9)  # a spread below 1e-9 is one bin:
-            # numpy's "auto" bins fail on a range of a few ulps
-            if due[j] >= self.histograms and len(finite):
-                tb["run"].histogram("effective/gain", finite, int(steps[j]))
-                self.histograms = int(due[j]) + 1
+        """A histogram of the gain at the logged records due (Milestones: every hist_every_t of t,
+        then 10%)."""
+        for j in self.histograms.due(self.replica.time(steps), lambda j: np.isfinite(g[j]).any()):
+            # a spread below 1e-9 is one bin: numpy's "auto" bins fail on a range of a few ulps
+            tb["run"].histogram("effective/gain", np.round(g[j][np.isfinite(g[j])], 9),
+                                int(steps[j]))
 
     # At the end
 
@@ -347,8 +341,9 @@ class _Effective:
         return fig
 
     def state_dict(self) -> dict:
-        return {"max_x": self.max_x, "left": self.left, "histograms": self.histograms}
+        return {"max_x": self.max_x, "left": self.left, "histograms": self.histograms.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.max_x, self.left, self.histograms = state["max_x"], state["left"], state["histograms"]
+        self.max_x, self.left = state["max_x"], state["left"]
+        self.histograms.count = state["histograms"]
 
