@@ -129,8 +129,11 @@ def _check_scale(X: np.ndarray, y: np.ndarray, source: str, nonzero: bool) -> No
     """The largest |X| and |y| within `scale_bounds`; X = 0 or y = 0 refused when `nonzero`."""
     n, d = X.shape
     lo, hi = scale_bounds(n, d)
-    largest = {name: float(np.abs(a).max()) for name, a in (("X", X), ("y", y))}
+    # max(max, −min), not abs(a).max(): no temporary the size of X (a run's peak memory)
+    largest = {name: float(max(a.max(), -a.min())) for name, a in (("X", X), ("y", y))}
     for name, a in (("X", X), ("y", y)):
+        if lo <= largest[name] <= hi:
+            continue
         index = np.unravel_index(int(np.argmax(np.abs(a))), a.shape)
         entry = f"{name}[{', '.join(str(int(i)) for i in index)}]"
         other = largest["y" if name == "X" else "X"]

@@ -44,7 +44,7 @@ class FaceSolver:
         self.R = np.zeros((X.shape[0], 0))
         self.collinear: set[int] = set()
         self.residual = y.copy()  # y − X_P β_P at the last solution
-        norms = np.linalg.norm(X, axis=0)
+        norms = np.sqrt(np.einsum("ij,ij->j", X, X))  # no temporary the size of X
         with np.errstate(divide="ignore"):  # a zero column never enters: its threshold is moot
             self.zero = ZERO_SHARE * np.linalg.norm(y) / norms  # |β_i| at or below this is 0
 
