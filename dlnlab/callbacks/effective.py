@@ -253,6 +253,9 @@ class _Effective:
         lines += [f"| {name} | {'—' if v is None else f'{v:.3e}'} |" for name, v in rows]
         verdict = (f"ratio nominal / α_eff: {e['ratio']:.3g}; converged: {e['converged']}"
                    if e["ratio"] is not None else f"no α_eff prediction: {e.get('reason')}")
+        if e["converged"] is False:  # the three rows then measure how far the run still has to go
+            verdict += (" (the run is still moving: the rows compare end points only once it "
+                        "has converged; train longer, run.t_max)")
         return "\n".join(lines) + f"\n\n{verdict}; max|x| over the run: {self.max_x:.4g}"
 
     def summary(self) -> dict:
