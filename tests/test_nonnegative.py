@@ -20,6 +20,7 @@ from dlnlab.models.base import DiagonalNetwork
 from dlnlab.theory import MirrorMap, flow, min_sum_nonnegative_minimizer, saddle_path
 from dlnlab.train import build
 from tests.conftest import compose_cfg
+from tests.test_models import gd
 
 
 def grad(X, y, beta):
@@ -326,20 +327,6 @@ def test_depth_3_converges_polynomially_to_the_same_limit():
 
 
 # ---- the built-in model ---------------------------------------------------------------------
-
-def gd(model, X, y, lr, steps):
-    """Plain GD written out here; returns the sums of ∇L(β_k) and of its square over the steps."""
-    X, y = torch.as_tensor(X), torch.as_tensor(y)
-    total = torch.zeros(X.shape[1], dtype=X.dtype)
-    squares = torch.zeros_like(total)
-    with torch.no_grad():
-        for _ in range(steps):
-            g = X.T @ (X @ model.beta() - y) / len(y)
-            total += g
-            squares += g**2
-            model.descend(lr * g)
-    return total.numpy(), squares.numpy()
-
 
 def test_clocks_and_start():
     assert PositiveNetwork(3, 1e-7).time_scale() == pytest.approx(math.log(1e7) / 2)

@@ -115,22 +115,21 @@ class _Effective:
             raise RuntimeError("EffectiveAlpha needs every step's ‖h‖∞ (Trajectory.h_max), which "
                                "this engine does not report: remove it with "
                                "~callbacks.effective_alpha")
-        x = self.c * trajectory.h_max.astype(np.float64)
-        if len(x):
-            with np.errstate(invalid="ignore"):
-                self.max_x = float(np.nanmax([self.max_x, np.nanmax(x)]))
-        if self.left is None:
-            out = np.flatnonzero(x >= 1)  # NaN is not ≥ 1; inf is
-            if len(out):
-                self._leave(trajectory.first_step + int(out[0]), float(x[out[0]]))
+        h = trajectory.h_max  # x = c·‖h‖∞ per step; one pass over the block unless some x ≥ 1
+        top = self.c * float(np.fmax.reduce(h)) if len(h) else np.nan  # NaN only if all are
+        if not np.isnan(top):
+            self.max_x = max(self.max_x, top)
+        if self.left is None and top >= 1:
+            first = int(np.argmax(self.c * h.astype(np.float64) >= 1))  # NaN is not ≥ 1; inf is
+            self._leave(trajectory.first_step + first, self.c * float(h[first]))
         tb = self.replica.tensorboard
         if tb is None:
             return
         at = trajectory.logged
         if len(at):
             logged = trajectory.first_step + at
-            tb["run"].scalars(logged, ("effective/max_gamma_g",), x[at],
-                              t=self.replica.time(logged))
+            tb["run"].scalars(logged, ("effective/max_gamma_g",),
+                              self.c * h[at].astype(np.float64), t=self.replica.time(logged))
         rows = trajectory.logged_records
         if not len(rows):
             return

@@ -66,7 +66,9 @@ class _Overlay:
         if self.reference.path is None and self.reference.flow is None:
             return
         self.clock.update(trajectory)
-        active = np.flatnonzero((np.abs(trajectory.betas) > self.threshold).any(axis=0))
+        betas = trajectory.betas  # a coordinate active at some record (no |β| temporary):
+        active = np.flatnonzero((betas.max(axis=0, initial=-np.inf) > self.threshold)
+                                | (betas.min(axis=0, initial=np.inf) < -self.threshold))
         new = [int(i) for i in active if i not in self.tracked]
         new = new[:self.max_coords - len(self.tracked)]
         self.tracked += new

@@ -1,14 +1,13 @@
 """The non-negative network β = w^L of any depth L ≥ 2 (docs/nonnegative.md §1–2)."""
 
 import math
-import sys
 
 import torch
 from torch import nn
 
-from dlnlab.checks import ConfigError
 from dlnlab.clocks import symmetric_clock
-from dlnlab.models.base import DiagonalNetwork, check_alpha, check_depth, init_shape, torch_dtype
+from dlnlab.models.base import DiagonalNetwork
+from dlnlab.models.symmetric import power_initialisation
 from dlnlab.theory.flow import MirrorMap
 
 
@@ -34,22 +33,8 @@ class PositiveNetwork(DiagonalNetwork):
     def __init__(self, d: int, alpha: float, depth: int = 2, shape="uniform", shape_seed: int = 0,
                  dtype: str = "float64"):
         super().__init__()
-        self.depth = check_depth(depth)
-        self.alpha = check_alpha(alpha)
-        if not math.isfinite(self.time_scale()):
-            finite = math.exp(-math.log(sys.float_info.max) / (depth - 2))  # the smallest α
-            raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
-                              f"α^−(L−2): use alpha ≥ {finite * 1.06:.2g} (the clock grows like "
-                              "α^−(L−2): a moderate alpha is already small at depth ≥ 3)")
-        a = torch.as_tensor(init_shape(shape, d, shape_seed),
-                            dtype=torch_dtype(dtype, self.alpha if depth == 2 else None))
+        a = power_initialisation(self, d, alpha, depth, shape, shape_seed, dtype)
         self.w = nn.Parameter(self.alpha * a)
-        self.register_buffer("shape", a)
-        if depth >= 3 and not bool((a == a[0]).all()):
-            self.limit = None
-            self.limit_note = (f"at depth {depth} with a non-uniform shape coordinate i saturates "
-                               "at a_i^(2−L), not at Algorithm 1's thresholds: no limit to compare "
-                               "with (use model.shape=uniform)")
 
     limit = "nonnegative"
 

@@ -29,23 +29,9 @@ class SymmetricNetwork(DiagonalNetwork):
     def __init__(self, d: int, alpha: float, depth: int = 2, shape="uniform", shape_seed: int = 0,
                  dtype: str = "float64"):
         super().__init__()
-        self.depth = check_depth(depth)
-        self.alpha = check_alpha(alpha)
-        if not math.isfinite(self.time_scale()):
-            finite = math.exp(-math.log(sys.float_info.max) / (depth - 2))  # the smallest α
-            raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
-                              f"α^−(L−2): use alpha ≥ {finite * 1.06:.2g} (the clock grows like "
-                              "α^−(L−2): a moderate alpha is already small at depth ≥ 3)")
-        dtype = torch_dtype(dtype, self.alpha if depth == 2 else None)
-        a = torch.as_tensor(init_shape(shape, d, shape_seed), dtype=dtype)
+        a = power_initialisation(self, d, alpha, depth, shape, shape_seed, dtype)
         self.w_plus = nn.Parameter(self.alpha * a)
         self.w_minus = nn.Parameter(self.alpha * a)
-        self.register_buffer("shape", a)
-        if depth >= 3 and not bool((a == a[0]).all()):
-            self.limit = None
-            self.limit_note = (f"at depth {depth} with a non-uniform shape coordinate i saturates "
-                               "at a_i^(2−L), not at Algorithm 1's thresholds: no limit to compare "
-                               "with (use model.shape=uniform)")
 
     def beta(self) -> torch.Tensor:
         return self.w_plus**self.depth - self.w_minus**self.depth
@@ -75,3 +61,27 @@ class SymmetricNetwork(DiagonalNetwork):
         else:
             self.w_plus.addcmul_(h, self.w_plus ** (L - 1), value=-L)
             self.w_minus.addcmul_(h, self.w_minus ** (L - 1), value=L)
+
+
+def power_initialisation(model: DiagonalNetwork, d: int, alpha: float, depth: int, shape,
+                         shape_seed: int, dtype: str) -> torch.Tensor:
+    """For networks of factors w = α·a raised to the power L (β = w₊^L − w₋^L, β = w^L): checks
+    and sets `model.depth`, `model.alpha` and the buffer `shape` (a), and returns a in the run's
+    dtype. A clock α^−(L−2) beyond float64 is refused; at depth L ≥ 3 a non-uniform shape has no
+    Algorithm-1 limit (coordinate i saturates at a_i^(2−L)): `limit` None, with the reason."""
+    model.depth = check_depth(depth)
+    model.alpha = check_alpha(alpha)
+    if not math.isfinite(symmetric_clock(model.alpha, depth)):
+        finite = math.exp(-math.log(sys.float_info.max) / (depth - 2))  # the smallest α
+        raise ConfigError(f"alpha={alpha!r} at depth={depth} gives an infinite clock "
+                          f"α^−(L−2): use alpha ≥ {finite * 1.06:.2g} (the clock grows like "
+                          "α^−(L−2): a moderate alpha is already small at depth ≥ 3)")
+    a = torch.as_tensor(init_shape(shape, d, shape_seed),
+                        dtype=torch_dtype(dtype, model.alpha if depth == 2 else None))
+    model.register_buffer("shape", a)
+    if depth >= 3 and not bool((a == a[0]).all()):
+        model.limit = None
+        model.limit_note = (f"at depth {depth} with a non-uniform shape coordinate i saturates "
+                            "at a_i^(2−L), not at Algorithm 1's thresholds: no limit to compare "
+                            "with (use model.shape=uniform)")
+    return a
