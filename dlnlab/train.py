@@ -37,9 +37,12 @@ ALL_THREADS = torch.get_num_threads()  # torch's default, before a small run set
 
 
 def _quiet_lightning() -> None:
-    """Drop Lightning's advertising tip and the warning about our deliberate optimiser-free task."""
+    """Keep Lightning's warnings, drop its INFO lines (GPU/TPU availability, "`Trainer.fit`
+    stopped", the advertising tip: each printed twice, by Lightning and through Hydra's log, where
+    the run prints its own status, device and TensorBoard lines) and the warning about our
+    deliberate optimiser-free task."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡"))
+        lambda record: record.levelno >= logging.WARNING)
     warnings.filterwarnings("ignore", message=".*configure_optimizers` returned `None`")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
 
