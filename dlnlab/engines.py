@@ -28,7 +28,7 @@ class Sampler:
     """Which rows of X each step's gradient sums over. GD (batch None): all n, in order. SGD: random
     reshuffling, each epoch a fresh permutation of the n rows (drawn on X's device from a seeded
     generator) cut into batches of `batch` rows, the remainder dropped. The step's loss is always
-    the full-data loss, its residual taken in the epoch's order."""
+    the full-data loss."""
 
     def __init__(self, n: int, batch: int | None, seed: int, device: torch.device):
         self.n, self.batch, self.shuffle = n, batch or n, batch is not None
@@ -139,23 +139,25 @@ class TorchEngine:
         uniform = len(set(scale)) == 1
         alpha, lr = (scale[0] if uniform else 1.0), X.new_tensor(scale)[:, None]
         batch, shuffle = sampler.batch, sampler.shuffle
-        Xs, ys = (torch.empty_like(X), torch.empty_like(y)) if shuffle else (X, y)
-        if shuffle:
-            torch.index_select(X, 0, orders[epoch], out=Xs)
-            torch.index_select(y, 0, orders[epoch], out=ys)
+        if shuffle:  # the batch's rows of X and of the residuals, gathered each step
+            Xb, Rb = X.new_empty((batch, d)), X.new_empty((m, batch))
         addmm, vecdot = torch.addmm, torch.linalg.vecdot
         for j in range(start, stop):
             if shuffle and pos + batch > n:
                 epoch, pos = epoch + 1, 0
-                torch.index_select(X, 0, orders[epoch], out=Xs)
-                torch.index_select(y, 0, orders[epoch], out=ys)
             B = beta_of()
             if j in records:
                 state = {"β": B.clone(), **{name: values[name].clone() for name in names}}
                 snapshots.append((j, rows, state))
-            R = addmm(ys, B, Xs.T, beta=-1, out=residuals)  # a row of Xβ − y per network
+            R = addmm(y, B, X.T, beta=-1, out=residuals)  # a row of Xβ − y per network
             vecdot(R, R, out=block[j - start])
-            addmm(H, R[:, pos:pos + batch], Xs[pos:pos + batch], beta=0, alpha=alpha, out=H)
+            if shuffle:
+                batch_rows = orders[epoch, pos:pos + batch]
+                torch.index_select(X, 0, batch_rows, out=Xb)
+                torch.index_select(R, 1, batch_rows, out=Rb)
+                addmm(H, Rb, Xb, beta=0, alpha=alpha, out=H)
+            else:
+                addmm(H, R, X, beta=0, alpha=alpha, out=H)
             if not uniform:
                 H.mul_(lr)
             # ‖h‖∞ as abs then amax: vector_norm(inf) is a slow, unvectorised reduction
