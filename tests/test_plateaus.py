@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dlnlab.callbacks import PlateauDetector
-from dlnlab.callbacks.plateaus import midpoint, sliding
+from dlnlab.callbacks.plateaus import binned, midpoint, sliding
 
 STEPS_PER_T = 1000  # 1000 optimiser steps per unit of accelerated time
 
@@ -194,3 +194,16 @@ def test_sliding_extremes_equal_the_direct_reduction_over_each_window(n):
         windows = np.lib.stride_tricks.sliding_window_view(a, k)
         assert np.array_equal(sliding(np.minimum, a, k), windows.min(axis=1)), k
         assert np.array_equal(sliding(np.maximum, a, k), windows.max(axis=1)), k
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 8, 16, 17, 40])
+def test_binned_extremes_equal_reduceat(width):
+    rng = np.random.default_rng(width)
+    for n in (1, 2, width, width + 1, 5 * width + 3, 1000):
+        a = rng.standard_normal(n)
+        offset = int(rng.integers(0, width))
+        starts = np.arange(offset, n, width)
+        if not len(starts) or starts[0]:
+            starts = np.concatenate([[0], starts])
+        for op in (np.minimum, np.maximum):
+            assert np.array_equal(binned(op, a, starts), op.reduceat(a, starts)), (n, offset)
