@@ -215,8 +215,7 @@ def test_tensorboard_serves_run_flow_and_limit_as_three_series_of_one_tag(gaussi
 def test_the_history_is_what_tensorboard_holds_and_survives_the_checkpoint(tmp_path):
     """The run's history (the figures are drawn from it, late coordinates back-filled from it) loads
     back from the checkpoint with weights_only=True and holds, at every logged record, the β written
-    to
-    TensorBoard."""
+    to TensorBoard."""
     train(
         compose_cfg(
             "trainer.enable_progress_bar=false",

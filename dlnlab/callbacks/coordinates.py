@@ -1,6 +1,5 @@
 """Active coordinates: which |β_i| are above a threshold, when that set changes, their values."""
 
-
 import numpy as np
 
 from dlnlab.callbacks.base import Milestones, NetworkCallback
