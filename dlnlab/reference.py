@@ -38,9 +38,6 @@ class Reference:
         prefix = f"{self.replica.name}: " if self.replica.name and network else ""
         warnings.warn(prefix + text, TheoryWarning, stacklevel=2)
 
-    def _data(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.task.X.cpu().double().numpy(), self.task.y.cpu().double().numpy()
-
     @functools.cached_property
     def path(self) -> SaddlePath | None:
         """The saddle path of the limit the model follows (shared by replicas of one X, y)."""
@@ -54,7 +51,7 @@ class Reference:
             return None
         cache = self.task.saddle_paths
         if self.model.limit not in cache:
-            cache[self.model.limit] = saddle_path(*self._data(), kind=self.model.limit)
+            cache[self.model.limit] = saddle_path(*self.task.theory_data, kind=self.model.limit)
         return cache[self.model.limit]
 
     @property
@@ -78,7 +75,7 @@ class Reference:
         if not self.has_clock:
             return None
         mirror = self.model.mirror_map()
-        X, y = self._data()
+        X, y = self.task.theory_data
         if mirror is None:
             self._note(f"{self.name} has no mirror map: no exact-flow overlay")
         elif X.shape[1] > self.task.flow_max_d:

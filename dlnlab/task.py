@@ -7,6 +7,7 @@ stack through its engine (dlnlab.engines), on the device-resident X and y, advan
 callbacks (docs/design.md, "Task").
 """
 
+import functools
 import signal
 import sys
 import time
@@ -169,6 +170,13 @@ class DiagonalTask(pl.LightningModule):
                    for replica in self.replicas):
             self.trainer.should_stop = True
         return {"record": BlockRecord(first, rows)}
+
+    @functools.cached_property
+    def theory_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """X and y as float64 numpy arrays on the CPU, for the theory, the figures and the end
+        points: made once and shared by every network and callback (a view of X for a float64 CPU
+        run; one copy otherwise, not one per replica and callback)."""
+        return self.X.cpu().double().numpy(), self.y.cpu().double().numpy()
 
     def _cap(self, running: list[bool]) -> int:
         """The most steps a block may take so that its records stay within RECORD_BYTES (β and s, d

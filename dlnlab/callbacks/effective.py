@@ -101,7 +101,7 @@ class _Effective:
         self.settings, self.replica, self.initial = settings, replica, initial
         model = replica.model
         self.first, self.second, _, self.c = model.power_form()
-        self.X, self.y = task.X.cpu().double().numpy(), task.y.cpu().double().numpy()
+        self.X, self.y = task.theory_data
         self.max_x = 0.0  # max over steps and coordinates of |x| = c·‖h‖∞
         self.left: dict | None = None  # the step that left the regime
         self.histograms = Milestones(settings.hist_every_t)

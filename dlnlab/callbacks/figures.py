@@ -40,7 +40,7 @@ class _Figures:
         self.reference = reference(replica, task)
         self.clock = JumpClock(self.reference.jump_levels())
         replica.history.keep(self.reference.supports)
-        self.X, self.y = task.X.cpu().double().numpy(), task.y.cpu().double().numpy()
+        self.X, self.y = task.theory_data
 
     def update(self, trajectory) -> None:
         self.clock.update(trajectory)

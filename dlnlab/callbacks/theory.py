@@ -60,7 +60,7 @@ class _Overlay:
         replica.history.keep(self.tracked)
         self.clock = JumpClock(self.reference.jump_levels())
         self.rows: list[dict] = []
-        self.X, self.y = task.X.cpu().double().numpy(), task.y.cpu().double().numpy()
+        self.X, self.y = task.theory_data
 
     def update(self, trajectory) -> None:
         if self.reference.path is None and self.reference.flow is None:
